@@ -1,0 +1,1 @@
+"""Project configuration: settings, URLs, ASGI routing and the Celery app."""

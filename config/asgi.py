@@ -1,0 +1,35 @@
+"""ASGI entry point: HTTP to Django, WebSocket to Channels consumers (authenticated)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from config.env import ConfigError  # noqa: E402
+
+try:
+	from django.core.asgi import get_asgi_application
+
+	django_asgi = get_asgi_application()
+except ConfigError as exc:  # pragma: no cover - exercised by a subprocess test through manage.py
+	sys.stderr.write(f"Configuration error: {exc}\n")
+	raise SystemExit(2) from None
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from config.embedded import autostart  # noqa: E402
+from config.routing import websocket_urlpatterns  # noqa: E402
+from workflows.ws_auth import tenant_auth_stack  # noqa: E402
+
+# With no REDIS_URL the in-memory broker lives in this process, so the worker must too.
+autostart()
+
+application = ProtocolTypeRouter(
+	{
+		"http": django_asgi,
+		"websocket": AllowedHostsOriginValidator(tenant_auth_stack(URLRouter(websocket_urlpatterns))),
+	}
+)

@@ -1,0 +1,237 @@
+"""All settings, derived from the validated environment (see :mod:`config.env`)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import dj_database_url
+
+from config.env import BASE_DIR, load_env
+from config.logging import build_logging
+
+ENV = load_env()
+
+DEBUG = ENV.DEBUG
+SECRET_KEY = ENV.secret_key()
+ALLOWED_HOSTS = ENV.ALLOWED_HOSTS
+CSRF_TRUSTED_ORIGINS = ENV.CSRF_TRUSTED_ORIGINS
+EMBEDDED = ENV.embedded
+EMBEDDED_WORKER = ENV.run_embedded_worker
+EMBEDDED_WORKER_CONCURRENCY = ENV.EMBEDDED_WORKER_CONCURRENCY
+DATA_DIR = ENV.DATA_DIR
+TRUST_PROXY_HEADERS = ENV.TRUST_PROXY_HEADERS
+
+INSTALLED_APPS = [
+	"daphne",
+	"django.contrib.admin",
+	"django.contrib.auth",
+	"django.contrib.contenttypes",
+	"django.contrib.sessions",
+	"django.contrib.messages",
+	"whitenoise.runserver_nostatic",
+	"django.contrib.staticfiles",
+	"rest_framework",
+	"drf_spectacular",
+	"graphene_django",
+	"channels",
+	"guardian",
+	"simple_history",
+	"workflows",
+	"connectors",
+	"designer",
+	"analytics",
+]
+
+MIDDLEWARE = [
+	"workflows.middleware.RequestContextMiddleware",
+	"django.middleware.security.SecurityMiddleware",
+	"whitenoise.middleware.WhiteNoiseMiddleware",
+	"django.contrib.sessions.middleware.SessionMiddleware",
+	"django.middleware.common.CommonMiddleware",
+	"django.middleware.csrf.CsrfViewMiddleware",
+	"django.contrib.auth.middleware.AuthenticationMiddleware",
+	"workflows.middleware.TenantMiddleware",
+	"django.contrib.messages.middleware.MessageMiddleware",
+	"django.middleware.clickjacking.XFrameOptionsMiddleware",
+	"simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+	{
+		"BACKEND": "django.template.backends.django.DjangoTemplates",
+		"DIRS": [BASE_DIR / "templates"],
+		"APP_DIRS": True,
+		"OPTIONS": {
+			"context_processors": [
+				"django.template.context_processors.request",
+				"django.contrib.auth.context_processors.auth",
+				"django.contrib.messages.context_processors.messages",
+				"workflows.context_processors.tenancy",
+			],
+		},
+	},
+]
+
+# --- Database -------------------------------------------------------------------------
+
+
+def _database(url: str | None) -> dict[str, Any]:
+	if url is None:
+		DATA_DIR.mkdir(parents=True, exist_ok=True)
+		url = f"sqlite:///{DATA_DIR / 'apg.sqlite3'}"
+	config: dict[str, Any] = dict(dj_database_url.parse(url))
+	if config["ENGINE"] == "django.db.backends.sqlite3":
+		# WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
+		# BEGIN so two writers queue on the busy timeout instead of failing mid-transaction
+		# with "database is locked".
+		config["OPTIONS"] = {
+			"transaction_mode": "IMMEDIATE",
+			"timeout": 20,
+			"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+		}
+	else:
+		options = dict(config.get("OPTIONS") or {})
+		if ENV.DATABASE_POOL_MAX_SIZE > 0:
+			options["pool"] = {
+				"min_size": min(ENV.DATABASE_POOL_MIN_SIZE, ENV.DATABASE_POOL_MAX_SIZE),
+				"max_size": ENV.DATABASE_POOL_MAX_SIZE,
+				"timeout": 10,
+			}
+			config["CONN_MAX_AGE"] = 0
+		config["OPTIONS"] = options
+		config["CONN_HEALTH_CHECKS"] = ENV.DATABASE_POOL_MAX_SIZE == 0
+	return config
+
+
+DATABASES = {"default": _database(ENV.DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, channel layer, broker ---------------------------------------------
+
+REDIS_URL = ENV.REDIS_URL
+if REDIS_URL:
+	CACHES = {
+		"default": {
+			"BACKEND": "django.core.cache.backends.redis.RedisCache",
+			"LOCATION": REDIS_URL,
+			"KEY_PREFIX": "apg",
+			"OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+		}
+	}
+	CHANNEL_LAYERS = {
+		"default": {
+			"BACKEND": "channels_redis.core.RedisChannelLayer",
+			"CONFIG": {"hosts": [REDIS_URL], "prefix": "apg:ws", "capacity": 1000, "expiry": 60},
+		}
+	}
+else:
+	CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "apg"}}
+	CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery (see config/celery.py for queues and routing) ------------------------------
+
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
+	{"visibility_timeout": 3600, "socket_connect_timeout": 2} if REDIS_URL else {"polling_interval": 0.01}
+)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = ENV.TIME_ZONE
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Periodic work (timer sweeps, cron triggers, the reaper) is driven by rows locked in the
+# database, so beat keeps no state of its own: any number of beats may run.
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+
+# --- Auth -------------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "workflows.User"
+AUTHENTICATION_BACKENDS = [
+	"django.contrib.auth.backends.ModelBackend",
+	"guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+	{"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+	{"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+	{"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+	{"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+LOGIN_MAX_FAILURES = ENV.LOGIN_MAX_FAILURES
+LOGIN_LOCKOUT_SECONDS = ENV.LOGIN_LOCKOUT_SECONDS
+API_TOKEN_DEFAULT_TTL = timedelta(days=ENV.API_TOKEN_DEFAULT_TTL_DAYS)
+ANONYMOUS_USER_NAME = None  # django-guardian: no anonymous user row
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = ENV.HTTPS
+CSRF_COOKIE_SECURE = ENV.HTTPS
+SECURE_SSL_REDIRECT = ENV.HTTPS
+SECURE_HSTS_SECONDS = 31536000 if ENV.HTTPS else 0
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if ENV.TRUST_PROXY_HEADERS:
+	SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- I18N, static -----------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = ENV.TIME_ZONE
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# whitenoise warns about a missing root before the first collectstatic; a read-only
+# install serves from the finders anyway.
+with contextlib.suppress(OSError):
+	STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+	"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+	"staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serving straight from the finders means a fresh clone needs no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- APIs -------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+	"DEFAULT_AUTHENTICATION_CLASSES": [
+		"workflows.authentication.ApiTokenAuthentication",
+		"rest_framework.authentication.SessionAuthentication",
+	],
+	"DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+	"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+	"DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+	"EXCEPTION_HANDLER": "workflows.api.errors.problem_exception_handler",
+	"UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+	"TITLE": "APG Workflow Orchestration API",
+	"DESCRIPTION": "Workflows, runs, triggers and connectors of one tenant.",
+	"VERSION": "1.0.0",
+	"SERVE_INCLUDE_SCHEMA": False,
+}
+GRAPHENE = {"SCHEMA": "config.schema.schema"}
+
+# --- Logging ----------------------------------------------------------------------------
+
+LOGGING = build_logging(level=ENV.LOG_LEVEL, json_lines=ENV.json_logs)

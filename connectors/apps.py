@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ConnectorsConfig(AppConfig):
+	"""The connectors app."""
+
+	name = "connectors"
+	verbose_name = "Connectors"

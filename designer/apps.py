@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DesignerConfig(AppConfig):
+	"""The designer app."""
+
+	name = "designer"
+	verbose_name = "Designer"

@@ -1,0 +1,186 @@
+"""Tenant isolation across every public layer: services, REST, GraphQL, WebSocket, admin.
+
+A member of tenant A must never see or change tenant B's rows, and must get the same
+404 for "missing" and "someone else's". New routes and bypasses are caught here: the
+walkers below fail when a route or a use of the unscoped escape hatch is not accounted for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from config.env import BASE_DIR
+from workflows.context import tenant_scope
+from workflows.models import ApiToken, AuditEvent, Membership, Tenant, User
+from workflows.roles import Role
+from workflows.services.tokens import api_token_create
+
+pytestmark = pytest.mark.django_db
+
+# How to find one of tenant B's objects for each URL parameter of the REST API. A new
+# route with a parameter missing here fails test_every_rest_route_is_walked.
+OBJECT_FOR_PARAM: dict[str, Callable[[Tenant], Any]] = {
+	"token_id": lambda t: ApiToken.objects.for_tenant(t).first(),
+}
+
+# Where the unscoped escape hatches may appear, and why. Anything else is a leak waiting to happen.
+ALLOWED_BYPASSES: dict[str, str] = {
+	"workflows/context.py": "defines the bypass",
+	"workflows/models/base.py": "implements scoping",
+	"workflows/models/audit.py": "implements scoping for audit rows",
+	"workflows/middleware.py": "binds the request's tenant; the admin bypass for superusers",
+	"workflows/authentication.py": "binds the token's tenant",
+	"workflows/graphql/view.py": "binds the token's tenant",
+	"workflows/services/tokens.py": "finds a token by its hash before any tenant is known",
+	"workflows/services/tenancy.py": "restore must see soft-deleted rows",
+}
+_BYPASS = re.compile(r"dangerously_unscoped\(|\._unfiltered\(|_tenant\.set\(")
+
+
+@pytest.fixture
+def two_tenants(tenant_factory: Callable[..., Tenant], member_factory: Callable[..., User]) -> dict[str, Any]:
+	a, b = tenant_factory(name="Tenant A"), tenant_factory(name="Tenant B")
+	owner_a = Membership.objects.for_tenant(a).get().user
+	owner_b = Membership.objects.for_tenant(b).get().user
+	with tenant_scope(b):
+		api_token_create(actor=owner_b, tenant=b, name="b-secret-token-name")
+	return {"a": a, "b": b, "owner_a": owner_a, "owner_b": owner_b}
+
+
+def _api_routes() -> list[tuple[str, URLPattern]]:
+	routes: list[tuple[str, URLPattern]] = []
+
+	def walk(patterns: list[Any], prefix: str) -> None:
+		for p in patterns:
+			if isinstance(p, URLResolver):
+				walk(p.url_patterns, prefix + str(p.pattern))
+			elif isinstance(p, URLPattern):
+				routes.append((prefix + str(p.pattern), p))
+
+	walk(get_resolver().url_patterns, "/")
+	return [
+		(r, p)
+		for r, p in routes
+		if r.startswith("/api/v1/") and "schema" not in r and "docs" not in r and "redoc" not in r
+	]
+
+
+def _fill(route: str, tenant: Tenant) -> str:
+	def value(match: re.Match[str]) -> str:
+		obj = OBJECT_FOR_PARAM[match.group(2)](tenant)
+		assert obj is not None, f"tenant has no object for {match.group(2)}"
+		return str(obj.pk)
+
+	return re.sub(r"<(?:(\w+):)?(\w+)>", value, route)
+
+
+def test_every_rest_route_is_walked() -> None:
+	params = {m.group(2) for route, _ in _api_routes() for m in re.finditer(r"<(?:(\w+):)?(\w+)>", route)}
+
+	assert params <= OBJECT_FOR_PARAM.keys(), (
+		f"add these URL parameters to OBJECT_FOR_PARAM: {params - OBJECT_FOR_PARAM.keys()}"
+	)
+
+
+def test_rest_never_shows_or_touches_another_tenants_rows(
+	two_tenants: dict[str, Any], token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	a, b = two_tenants["a"], two_tenants["b"]
+	client = token_client(two_tenants["owner_a"], a)
+	b_ids = {str(b.pk), str(two_tenants["owner_b"].pk)}
+	b_ids |= {str(pk) for pk in ApiToken.objects.for_tenant(b).values_list("pk", flat=True)}
+	b_ids |= {str(pk) for pk in Membership.objects.for_tenant(b).values_list("pk", flat=True)}
+
+	for route, _ in _api_routes():
+		if "<" in route:
+			url = _fill(route, b)
+			for method in ("get", "put", "patch", "delete"):
+				response = getattr(client, method)(url, {}, format="json")
+				assert response.status_code in (404, 405), f"{method.upper()} {url} -> {response.status_code}"
+		elif "auth/token" not in route:
+			response = client.get(route)
+			assert response.status_code < 500, route
+			body = response.content.decode()
+			leaked = [i for i in b_ids if i in body]
+			assert not leaked, f"GET {route} shows tenant B ids {leaked}"
+			assert "b-secret-token-name" not in body
+
+
+def test_graphql_shows_only_the_callers_tenant(
+	two_tenants: dict[str, Any], token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	client = token_client(two_tenants["owner_a"], two_tenants["a"])
+
+	response = client.post(
+		"/graphql",
+		{"query": "{ viewer { tenant { name } } members { username } auditEvents { objectId } }"},
+		format="json",
+	)
+
+	data = response.json()["data"]
+	assert data["viewer"]["tenant"]["name"] == "Tenant A"
+	assert [m["username"] for m in data["members"]] == [two_tenants["owner_a"].username]
+	b_object_ids = set(AuditEvent.objects.for_tenant(two_tenants["b"]).values_list("object_id", flat=True))
+	assert not b_object_ids & {e["objectId"] for e in data["auditEvents"]}
+
+
+def test_admin_shows_tenant_admins_only_their_tenant(two_tenants: dict[str, Any], client: Client) -> None:
+	owner_a = two_tenants["owner_a"]
+	owner_a.is_staff = True
+	owner_a.save()
+	client.force_login(owner_a)
+
+	memberships = client.get("/admin/workflows/membership/")
+	foreign = Membership.objects.for_tenant(two_tenants["b"]).get()
+	foreign_page = client.get(f"/admin/workflows/membership/{foreign.pk}/change/")
+	tenants = client.get("/admin/workflows/tenant/").content.decode()
+
+	assert memberships.status_code == 200
+	assert owner_a.username in memberships.content.decode()
+	assert two_tenants["owner_b"].username not in memberships.content.decode()
+	assert foreign_page.status_code == 302  # the admin's "does not exist" redirect
+	assert "Tenant A" in tenants
+	assert "Tenant B" not in tenants
+
+
+def test_no_code_reaches_past_tenant_scope_outside_the_allowlist() -> None:
+	offenders: list[str] = []
+	for app in ("config", "workflows", "connectors", "designer", "analytics"):
+		for path in Path(BASE_DIR, app).rglob("*.py"):
+			relative = path.relative_to(BASE_DIR).as_posix()
+			if "/migrations/" in relative or relative in ALLOWED_BYPASSES:
+				continue
+			for number, line in enumerate(path.read_text().splitlines(), 1):
+				if _BYPASS.search(line):
+					offenders.append(f"{relative}:{number}: {line.strip()}")
+
+	assert not offenders, "unscoped access outside ALLOWED_BYPASSES:\n" + "\n".join(offenders)
+
+
+def test_a_token_is_bound_to_its_tenant(
+	two_tenants: dict[str, Any],
+	user_factory: Callable[..., User],
+	token_client: Callable[[User, Tenant], APIClient],
+) -> None:
+	both = user_factory()
+	Membership.objects.for_tenant(two_tenants["a"]).create(
+		tenant=two_tenants["a"], user=both, role=Role.ADMIN
+	)
+	Membership.objects.for_tenant(two_tenants["b"]).create(
+		tenant=two_tenants["b"], user=both, role=Role.ADMIN
+	)
+
+	me = token_client(both, two_tenants["a"]).get("/api/v1/me/").json()
+	members = token_client(both, two_tenants["a"]).get("/api/v1/members/").json()
+
+	assert me["tenant"]["name"] == "Tenant A"
+	assert two_tenants["owner_b"].username not in json.dumps(members)

@@ -1,0 +1,156 @@
+"""Admin site: every model listed; superusers see all tenants, tenant admins only theirs, read-only.
+
+Superusers' admin requests run under the named bypass (see TenantMiddleware); every change
+they make here is written to the audit trail like a service call. Audit events have no
+add, change or delete in the admin, for anyone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import models, transaction
+from django.http import HttpRequest
+
+from workflows.models import ApiToken, AuditEvent, Membership, Tenant, TenantOwnedModel, User
+from workflows.models.audit import snapshot
+from workflows.permissions import membership_for
+from workflows.roles import Perm, Role, role_allows
+from workflows.services.audit import audit_record
+
+__all__ = ["TenantScopedAdmin"]
+
+
+def _user(request: HttpRequest) -> User:
+	user = request.user
+	assert isinstance(user, User), "the admin requires a signed-in user"
+	return user
+
+
+def _is_superuser(request: HttpRequest) -> bool:
+	return _user(request).is_superuser
+
+
+def _tenant_of(obj: models.Model) -> Tenant:
+	if isinstance(obj, Tenant):
+		return obj
+	assert isinstance(obj, TenantOwnedModel | AuditEvent)
+	return obj.tenant
+
+
+def _tenant_admin(request: HttpRequest) -> bool:
+	tenant = getattr(request, "tenant", None)
+	if tenant is None:
+		return False
+	membership = membership_for(user=_user(request), tenant=tenant)
+	return membership is not None and role_allows(Role(membership.role), Perm.TENANT_MANAGE)
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+	"""Tenant-owned rows: the default manager already filters by the bound tenant."""
+
+	def has_module_permission(self, request: HttpRequest) -> bool:
+		return _is_superuser(request) or (_user(request).is_staff and _tenant_admin(request))
+
+	def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return self.has_module_permission(request)
+
+	def has_add_permission(self, request: HttpRequest) -> bool:
+		return _is_superuser(request)
+
+	def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return _is_superuser(request)
+
+	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return _is_superuser(request)
+
+	def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
+		with transaction.atomic():
+			before = snapshot(type(obj)._base_manager.get(pk=obj.pk)) if change else None
+			super().save_model(request, obj, form, change)
+			action = f"{obj._meta.model_name}.{'update' if change else 'create'}"
+			audit_record(
+				actor=_user(request),
+				tenant=_tenant_of(obj),
+				action=action,
+				obj=obj,
+				before=before,
+				after=snapshot(obj),
+			)
+
+	def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
+		with transaction.atomic():
+			audit_record(
+				actor=_user(request),
+				tenant=_tenant_of(obj),
+				action=f"{obj._meta.model_name}.delete",
+				obj=obj,
+				before=snapshot(obj),
+			)
+			super().delete_model(request, obj)
+
+	def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+		for obj in queryset:
+			self.delete_model(request, obj)
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantScopedAdmin):
+	list_display = ("name", "slug", "is_active", "created_at")
+	search_fields = ("name", "slug")
+	list_filter = ("is_active",)
+
+	def get_queryset(self, request: HttpRequest) -> Any:
+		queryset = super().get_queryset(request)
+		if _is_superuser(request):
+			return queryset
+		tenant = getattr(request, "tenant", None)
+		return queryset.filter(pk=tenant.pk if tenant else None)
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantScopedAdmin):
+	list_display = ("user", "tenant", "role", "created_at", "deleted_at")
+	list_filter = ("role",)
+	search_fields = ("user__username",)
+	raw_id_fields = ("user", "tenant", "created_by", "updated_by")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TenantScopedAdmin):
+	list_display = ("name", "prefix", "user", "tenant", "expires_at", "last_used_at", "revoked_at")
+	exclude = ("key_hash",)
+	readonly_fields = ("prefix", "last_used_at")
+	raw_id_fields = ("user", "tenant", "created_by", "updated_by")
+
+	def has_add_permission(self, request: HttpRequest) -> bool:
+		return False  # tokens are created by their owner, who must see the value once
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(TenantScopedAdmin):
+	list_display = ("occurred_at", "tenant", "actor_label", "action", "object_type", "object_repr", "ip")
+	list_filter = ("action", "object_type")
+	search_fields = ("object_id", "object_repr", "actor_label", "request_id")
+
+	def has_add_permission(self, request: HttpRequest) -> bool:
+		return False
+
+	def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+	"""Users span tenants, so only superusers manage them here."""
+
+	def has_module_permission(self, request: HttpRequest) -> bool:
+		return _is_superuser(request)
+
+	def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return _is_superuser(request)

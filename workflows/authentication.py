@@ -1,0 +1,68 @@
+"""API token authentication for REST, GraphQL and WebSocket.
+
+Clients send ``Authorization: Bearer apg_...``. Every failure (malformed, unknown, revoked,
+expired, no longer a member) gets the same 401, so a caller cannot probe which it was.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from workflows import context
+from workflows.http import set_request_tenant
+from workflows.models import ApiToken, User
+from workflows.services.tokens import api_token_authenticate
+
+__all__ = ["INVALID_TOKEN_MESSAGE", "ApiTokenAuthentication", "parse_bearer", "token_user"]
+
+INVALID_TOKEN_MESSAGE = "Invalid or expired token."
+
+
+def parse_bearer(header: bytes | str) -> str | None:
+	"""The token of an ``Authorization: Bearer <token>`` header, '' when malformed, None when absent."""
+	if isinstance(header, bytes):
+		try:
+			header = header.decode("latin-1")
+		except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
+			return ""
+	parts = header.split()
+	if not parts or parts[0].lower() != "bearer":
+		return None
+	if len(parts) != 2:
+		return ""
+	return parts[1]
+
+
+class ApiTokenAuthentication(BaseAuthentication):
+	"""DRF authentication by personal API token; binds the token's tenant to the request."""
+
+	logger = logging.getLogger("apg.auth")
+
+	def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
+		raw = parse_bearer(get_authorization_header(request))
+		if raw is None:
+			return None
+		token = api_token_authenticate(raw) if raw else None
+		if token is None:
+			self._log_token_rejected(raw)
+			raise exceptions.AuthenticationFailed(INVALID_TOKEN_MESSAGE)
+		set_request_tenant(request._request, token.tenant)
+		# Reset by TenantMiddleware at the end of the request.
+		context._tenant.set(token.tenant)
+		return token.user, token
+
+	def authenticate_header(self, request: Request) -> str:
+		return 'Bearer realm="api"'
+
+	def _log_token_rejected(self, raw: str) -> None:
+		self.logger.warning("API token rejected", extra={"token_prefix": raw[:10]})
+
+
+def token_user(raw: str) -> tuple[User, ApiToken] | None:
+	"""For non-DRF entry points (GraphQL view, WebSocket): the user and token, or None."""
+	token = api_token_authenticate(raw)
+	return None if token is None else (token.user, token)

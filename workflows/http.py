@@ -1,0 +1,24 @@
+"""Typing for requests that went through the authentication and tenant middleware."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.http import HttpRequest
+
+if TYPE_CHECKING:
+	from workflows.models import Tenant, User
+
+__all__ = ["TenantRequest", "set_request_tenant"]
+
+
+class TenantRequest(HttpRequest):
+	"""A request of a signed-in user (pages behind ``login_required``) with its active tenant."""
+
+	user: User
+	tenant: Tenant | None
+
+
+def set_request_tenant(request: HttpRequest, tenant: Tenant | None) -> None:
+	"""Attach the tenant the request works in (read back as ``request.tenant``)."""
+	request.tenant = tenant  # pyright: ignore[reportAttributeAccessIssue]

@@ -1,0 +1,18 @@
+"""Models of the workflows app: tenancy and audit now; definitions and the engine join them."""
+
+from workflows.models.audit import AuditEvent, AuditImmutableError
+from workflows.models.base import TenantOwnedModel, TenantScopeError, TimestampedModel, uuid7
+from workflows.models.tenancy import ApiToken, Membership, Tenant, User
+
+__all__ = [
+	"ApiToken",
+	"AuditEvent",
+	"AuditImmutableError",
+	"Membership",
+	"Tenant",
+	"TenantOwnedModel",
+	"TenantScopeError",
+	"TimestampedModel",
+	"User",
+	"uuid7",
+]

@@ -1,0 +1,61 @@
+"""One permission check for every interface: role map first, then django-guardian object grants."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import models
+
+from workflows.errors import NotFound, PermissionDenied
+from workflows.roles import Perm, Role, role_allows
+
+if TYPE_CHECKING:
+	from workflows.models import Membership, Tenant, User
+
+__all__ = ["GUARDIAN_GRANTS", "membership_for", "require"]
+
+# The object permissions a role-less share may grant, and the tenant permissions each implies.
+GUARDIAN_GRANTS: dict[str, frozenset[Perm]] = {
+	"view": frozenset({Perm.WORKFLOW_VIEW, Perm.RUN_VIEW}),
+	"change": frozenset({Perm.WORKFLOW_VIEW, Perm.RUN_VIEW, Perm.WORKFLOW_EDIT}),
+	"operate": frozenset({Perm.WORKFLOW_VIEW, Perm.RUN_VIEW, Perm.RUN_START, Perm.RUN_OPERATE}),
+}
+
+
+def membership_for(*, user: User | None, tenant: Tenant) -> Membership | None:
+	"""The live membership of ``user`` in ``tenant``, if any."""
+	from workflows.models import Membership
+
+	if user is None or not user.is_authenticated or not tenant.is_active:
+		return None
+	return Membership.objects.for_tenant(tenant).filter(user=user).first()
+
+
+def require(
+	*, actor: User | None, tenant: Tenant, perm: Perm, obj: models.Model | None = None
+) -> Membership | None:
+	"""Check that ``actor`` may do ``perm`` in ``tenant`` (on ``obj`` when given).
+
+	Superusers pass everywhere. A role grants its permissions tenant-wide; a guardian grant on
+	``obj`` can add to a member's role for that one object.
+
+	Raises:
+		NotFound: the actor has no membership in the tenant (they must not learn it exists).
+		PermissionDenied: a member whose role (and object grants) lack ``perm``.
+	"""
+	if actor is not None and actor.is_active and actor.is_superuser:
+		return membership_for(user=actor, tenant=tenant)
+	membership = membership_for(user=actor, tenant=tenant)
+	if membership is None:
+		raise NotFound("Not found.")
+	if role_allows(Role(membership.role), perm):
+		return membership
+	if obj is not None:
+		for grant, perms in GUARDIAN_GRANTS.items():
+			if perm in perms and actor is not None and actor.has_perm(_codename(obj, grant), obj):
+				return membership
+	raise PermissionDenied(perm)
+
+
+def _codename(obj: models.Model, grant: str) -> str:
+	return f"{obj._meta.app_label}.{grant}_{obj._meta.model_name}"

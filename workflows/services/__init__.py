@@ -1,0 +1,1 @@
+"""Services: every write in the workflows app goes through a function here."""
