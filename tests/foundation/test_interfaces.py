@@ -121,15 +121,15 @@ async def test_websocket_with_a_token_header_receives_tenant_events(
 	)
 
 	connected, _ = await communicator.connect()
-	hello = await communicator.receive_json_from()
+	hello = await communicator.receive_json_from(timeout=5)
 	layer = get_channel_layer()
 	assert layer is not None
 	await layer.group_send(tenant_group(tenant.pk), {"type": "tenant.event", "event": {"seq": 1}})
-	event = await communicator.receive_json_from()
+	event = await communicator.receive_json_from(timeout=5)
 	await communicator.send_json_to({"type": "ping"})
-	pong = await communicator.receive_json_from()
+	pong = await communicator.receive_json_from(timeout=5)
 	await communicator.send_json_to({"type": "dance"})
-	unknown = await communicator.receive_json_from()
+	unknown = await communicator.receive_json_from(timeout=5)
 	await communicator.disconnect()
 
 	assert connected
@@ -180,7 +180,7 @@ async def test_websocket_with_a_session_cookie(tenant_factory: Callable[..., Ten
 	communicator = WebsocketCommunicator(_ws_app(), "/ws/tenant/", headers=[(b"cookie", cookie)])
 
 	connected, _ = await communicator.connect()
-	hello = await communicator.receive_json_from()
+	hello = await communicator.receive_json_from(timeout=5)
 	await communicator.disconnect()
 
 	assert connected
