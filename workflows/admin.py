@@ -12,9 +12,21 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models, transaction
+from django.db.models import Q
 from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
 
-from workflows.models import ApiToken, AuditEvent, Membership, Tenant, TenantOwnedModel, User
+from workflows.models import (
+	ApiToken,
+	AuditEvent,
+	Membership,
+	Tenant,
+	TenantOwnedModel,
+	User,
+	Workflow,
+	WorkflowTemplate,
+	WorkflowVersion,
+)
 from workflows.models.audit import snapshot
 from workflows.permissions import membership_for
 from workflows.roles import Perm, Role, role_allows
@@ -154,3 +166,79 @@ class UserAdmin(DjangoUserAdmin):
 
 	def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
 		return _is_superuser(request)
+
+
+class WorkflowVersionInline(admin.TabularInline):
+	"""Published versions, read-only."""
+
+	model = WorkflowVersion
+	fields = ("number", "checksum", "published_by", "published_at", "changelog")
+	readonly_fields = fields
+	extra = 0
+	can_delete = False
+	show_change_link = True
+
+	def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+	def get_queryset(self, request: HttpRequest) -> Any:
+		return WorkflowVersion.objects.with_deleted()
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(SimpleHistoryAdmin, TenantScopedAdmin):
+	list_display = ("name", "slug", "tenant", "draft_revision", "archived_at", "updated_at")
+	list_filter = ("archived_at",)
+	search_fields = ("name", "slug", "description")
+	raw_id_fields = ("tenant", "owner", "created_by", "updated_by")
+	readonly_fields = ("draft_revision",)
+	inlines = (WorkflowVersionInline,)
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(TenantScopedAdmin):
+	"""Versions are immutable: view only, for everyone."""
+
+	list_display = ("workflow", "number", "checksum", "published_by", "published_at")
+	search_fields = ("workflow__name", "checksum")
+
+	def has_add_permission(self, request: HttpRequest) -> bool:
+		return False
+
+	def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+
+@admin.register(WorkflowTemplate)
+class WorkflowTemplateAdmin(admin.ModelAdmin):
+	"""Templates: superusers manage them; tenant admins see global ones and their own."""
+
+	list_display = ("name", "slug", "tenant", "category", "industry", "version")
+	list_filter = ("category", "industry")
+	search_fields = ("name", "slug", "description")
+	raw_id_fields = ("tenant", "published_by")
+
+	def has_module_permission(self, request: HttpRequest) -> bool:
+		return _is_superuser(request) or (_user(request).is_staff and _tenant_admin(request))
+
+	def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return self.has_module_permission(request)
+
+	def has_add_permission(self, request: HttpRequest) -> bool:
+		return _is_superuser(request)
+
+	def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return _is_superuser(request)
+
+	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return _is_superuser(request)
+
+	def get_queryset(self, request: HttpRequest) -> Any:
+		queryset = super().get_queryset(request)
+		if _is_superuser(request):
+			return queryset
+		tenant = getattr(request, "tenant", None)
+		return queryset.filter(Q(tenant__isnull=True) | Q(tenant=tenant))

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
 from workflows.context import tenant_scope
-from workflows.models import Membership, Tenant, User
+from workflows.dsl import load_document
+from workflows.models import Membership, Tenant, User, WorkflowTemplate
 from workflows.roles import Role
 from workflows.services.tenancy import membership_add, tenant_create
 
-__all__ = ["DemoAccount", "ensure_demo_account", "load_default_data"]
+__all__ = ["TEMPLATES_DIR", "DemoAccount", "ensure_demo_account", "load_default_data", "shipped_templates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,45 @@ def ensure_demo_account(
 	return DemoAccount(username=username, password=password, tenant=tenant, created=created)
 
 
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates_data"
+
+
+def shipped_templates() -> list[dict[str, Any]]:
+	"""The global templates shipped in ``workflows/templates_data/*.yaml``, by file name."""
+	return [load_document(path.read_text(), format="yaml") for path in sorted(TEMPLATES_DIR.glob("*.yaml"))]
+
+
+@transaction.atomic
 def load_default_data() -> dict[str, int]:
-	"""Load the data shipped with the product; returns counts of what was added."""
-	return {}
+	"""Install or upgrade the shipped global templates; returns how many were added and updated.
+
+	A template is updated only when the shipped ``version`` is newer than the installed
+	one, so running this on every start is cheap and never undoes a newer install.
+	"""
+	added = updated = 0
+	for doc in shipped_templates():
+		fields = {key: doc[key] for key in _TEMPLATE_FIELDS if key in doc}
+		existing = WorkflowTemplate.objects.filter(
+			tenant__isnull=True, slug=doc["slug"], deleted_at__isnull=True
+		).first()
+		if existing is None:
+			WorkflowTemplate.objects.create(tenant=None, slug=doc["slug"], **fields)
+			added += 1
+		elif existing.version < int(doc.get("version", 1)):
+			for key, value in fields.items():
+				setattr(existing, key, value)
+			existing.save()
+			updated += 1
+	return {"added": added, "updated": updated}
+
+
+_TEMPLATE_FIELDS = (
+	"name",
+	"description",
+	"category",
+	"industry",
+	"tags",
+	"definition",
+	"sample_input",
+	"version",
+)

@@ -2,6 +2,13 @@
 
 from workflows.models.audit import AuditEvent, AuditImmutableError
 from workflows.models.base import TenantOwnedModel, TenantScopeError, TimestampedModel, uuid7
+from workflows.models.definitions import (
+	VersionImmutableError,
+	Workflow,
+	WorkflowTemplate,
+	WorkflowVersion,
+	empty_definition,
+)
 from workflows.models.tenancy import ApiToken, Membership, Tenant, User
 
 __all__ = [
@@ -14,5 +21,10 @@ __all__ = [
 	"TenantScopeError",
 	"TimestampedModel",
 	"User",
+	"VersionImmutableError",
+	"Workflow",
+	"WorkflowTemplate",
+	"WorkflowVersion",
+	"empty_definition",
 	"uuid7",
 ]

@@ -48,9 +48,8 @@ class Command(BaseCommand):
 				"Password:     unchanged (as printed on the first run; "
 				f"`uv run manage.py changepassword {account.username}` sets a new one)"
 			)
-		for name, count in loaded.items():
-			if count:
-				self.stdout.write(f"Loaded {count} {name}.")
+		if loaded["added"] or loaded["updated"]:
+			self.stdout.write(f"Templates: {loaded['added']} added, {loaded['updated']} updated.")
 
 	def _serve(self, host: str, port: int) -> None:
 		family = socket.AF_INET6 if ":" in host else socket.AF_INET
