@@ -44,6 +44,10 @@ _EXPECTS: dict[str, str] = {
 	"LOGIN_LOCKOUT_SECONDS": "a whole number of seconds from 1 to 86400",
 	"API_TOKEN_DEFAULT_TTL_DAYS": "a whole number of days from 1 to 3650",
 	"TIME_ZONE": "an IANA time zone name such as UTC or Europe/Paris",
+	"TENANT_CONCURRENCY_LIMIT": "a whole number of runs >= 1, or unset for no limit",
+	"STEP_LEASE_SECONDS": "a whole number of seconds from 5 to 3600",
+	"EVENT_RETENTION_SECONDS": "a whole number of seconds from 0 to 2592000",
+	"CONNECTOR_ALLOW_PRIVATE_NETWORKS": "true or false (true lets connectors call private and loopback addresses)",
 }
 
 
@@ -88,6 +92,10 @@ class EnvSettings(BaseSettings):
 	LOGIN_LOCKOUT_SECONDS: int = Field(default=900, ge=1, le=86400)
 	API_TOKEN_DEFAULT_TTL_DAYS: int = Field(default=90, ge=1, le=3650)
 	TIME_ZONE: str = "UTC"
+	TENANT_CONCURRENCY_LIMIT: int | None = Field(default=None, ge=1, le=1_000_000)
+	STEP_LEASE_SECONDS: int = Field(default=60, ge=5, le=3600)
+	EVENT_RETENTION_SECONDS: int = Field(default=86_400, ge=0, le=30 * 86_400)
+	CONNECTOR_ALLOW_PRIVATE_NETWORKS: bool = False
 
 	_split_hosts = field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", mode="before")(_split_csv)
 

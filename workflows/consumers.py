@@ -7,12 +7,9 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from workflows.engine.effects import tenant_group
+
 __all__ = ["TenantEventsConsumer", "tenant_group"]
-
-
-def tenant_group(tenant_id: object) -> str:
-	"""The Channels group every live event of one tenant is published to."""
-	return f"tenant.{tenant_id}"
 
 
 class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -47,6 +44,11 @@ class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
 	async def tenant_event(self, message: dict[str, Any]) -> None:
 		"""Forward one published event to the client."""
 		await self.send_json({"type": "event", "event": message["event"]})
+
+	async def tenant_events(self, message: dict[str, Any]) -> None:
+		"""Forward a transition's events (published together) one by one, in order."""
+		for event in message["events"]:
+			await self.send_json({"type": "event", "event": event})
 
 	def _log_refused(self) -> None:
 		self.logger.info("websocket refused", extra={"path": self.scope.get("path")})

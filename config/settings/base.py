@@ -154,7 +154,32 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Periodic work (timer sweeps, cron triggers, the reaper) is driven by rows locked in the
 # database, so beat keeps no state of its own: any number of beats may run.
 CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
-CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {
+	"sweep-timers": {
+		"task": "apg.sweep_timers",
+		"schedule": 1.0,
+		"options": {"queue": "engine", "expires": 5},
+	},
+	"reap-steps": {"task": "apg.reap_steps", "schedule": 15.0, "options": {"queue": "engine", "expires": 30}},
+	"sweep-events": {
+		"task": "apg.sweep_events",
+		"schedule": 3600.0,
+		"options": {"queue": "engine", "expires": 600},
+	},
+}
+CELERY_TASK_ROUTES = {"apg.execute_step": {"queue": "steps"}}
+CELERY_TASK_DEFAULT_QUEUE = "engine"
+
+# --- Engine ----------------------------------------------------------------------------
+
+ENGINE_EXPRESSION_TIMEOUT = 1.0
+STEP_LEASE_SECONDS = ENV.STEP_LEASE_SECONDS
+# A step still "scheduled" this long after dispatch lost its message (a broker restart):
+# the reaper sends it again; the claim makes duplicates harmless.
+STEP_REDISPATCH_SECONDS = max(120, STEP_LEASE_SECONDS * 2)
+EVENT_RETENTION_SECONDS = ENV.EVENT_RETENTION_SECONDS
+TENANT_CONCURRENCY_LIMIT = ENV.TENANT_CONCURRENCY_LIMIT
+CONNECTOR_ALLOW_PRIVATE_NETWORKS = ENV.CONNECTOR_ALLOW_PRIVATE_NETWORKS
 
 # --- Auth -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from workflows.models import (
 	Membership,
 	Tenant,
 	TenantOwnedModel,
+	TenantScopedModel,
 	TenantScopeError,
 	User,
 )
@@ -34,7 +35,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _tenant_owned_models() -> list[type]:
-	return [m for m in apps.get_models() if issubclass(m, TenantOwnedModel) or m is AuditEvent]
+	return [
+		m for m in apps.get_models() if issubclass(m, TenantOwnedModel | TenantScopedModel) or m is AuditEvent
+	]
 
 
 @pytest.mark.parametrize("model", _tenant_owned_models(), ids=lambda m: m.__name__)

@@ -1,7 +1,13 @@
 """Models of the workflows app: tenancy and audit now; definitions and the engine join them."""
 
 from workflows.models.audit import AuditEvent, AuditImmutableError
-from workflows.models.base import TenantOwnedModel, TenantScopeError, TimestampedModel, uuid7
+from workflows.models.base import (
+	TenantOwnedModel,
+	TenantScopedModel,
+	TenantScopeError,
+	TimestampedModel,
+	uuid7,
+)
 from workflows.models.definitions import (
 	VersionImmutableError,
 	Workflow,
@@ -9,9 +15,18 @@ from workflows.models.definitions import (
 	WorkflowVersion,
 	empty_definition,
 )
+from workflows.models.engine import Approval, Event, EventSubscription, Run, RunEvent, StepRun, Timer
 from workflows.models.tenancy import ApiToken, Membership, Tenant, User
 
 __all__ = [
+	"Approval",
+	"Event",
+	"EventSubscription",
+	"Run",
+	"RunEvent",
+	"StepRun",
+	"Timer",
+	"TenantScopedModel",
 	"ApiToken",
 	"AuditEvent",
 	"AuditImmutableError",

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 	from workflows.models.tenancy import Tenant
 
-__all__ = ["TenantOwnedModel", "TenantScopeError", "TimestampedModel", "uuid7"]
+__all__ = [
+	"TenantManager",
+	"TenantOwnedModel",
+	"TenantScopeError",
+	"TenantScopedModel",
+	"TimestampedModel",
+	"uuid7",
+]
 
 
 def uuid7() -> UUID:
@@ -73,8 +80,15 @@ class TenantManager(models.Manager):
 		assert not isinstance(tenant, _Unscoped)
 		return queryset.filter(tenant_id=tenant.pk)
 
+	def __init__(self, *, soft_delete: bool = True) -> None:
+		super().__init__()
+		self.soft_delete = soft_delete
+
+	def _alive(self, queryset: TenantQuerySet) -> TenantQuerySet:
+		return queryset.alive() if self.soft_delete else queryset
+
 	def get_queryset(self) -> TenantQuerySet:
-		return self._scope(self._unfiltered()).alive()
+		return self._alive(self._scope(self._unfiltered()))
 
 	def for_tenant(self, tenant: Tenant) -> TenantQuerySet:
 		"""Rows of ``tenant`` (soft-deleted ones hidden), whatever is bound."""
@@ -82,11 +96,23 @@ class TenantManager(models.Manager):
 		assert bound is None or isinstance(bound, _Unscoped) or bound.pk == tenant.pk, (
 			"for_tenant() asked for another tenant than the one bound to this context"
 		)
-		return self._unfiltered().filter(tenant_id=tenant.pk).alive()
+		return self._alive(self._unfiltered().filter(tenant_id=tenant.pk))
 
 	def with_deleted(self) -> TenantQuerySet:
 		"""The bound tenant's rows, soft-deleted ones included (restore screens)."""
 		return self._scope(self._unfiltered())
+
+
+class TenantScopedModel(TimestampedModel):
+	"""A row of one tenant that is never soft-deleted (execution records): scoped like the rest."""
+
+	tenant = models.ForeignKey("workflows.Tenant", on_delete=models.CASCADE, related_name="+")
+	tenant_id: UUID
+
+	objects: ClassVar[TenantManager] = TenantManager(soft_delete=False)
+
+	class Meta:
+		abstract = True
 
 
 class TenantOwnedModel(TimestampedModel):

@@ -1,0 +1,534 @@
+"""The durable half of the engine: apply the core to a run under a row lock and carry out its commands.
+
+:func:`advance` is the only writer of a run's state and status. It locks the run row
+(SELECT ... FOR UPDATE), applies a happening with the pure core, writes the outcome in as
+few statements as the transition needs, and registers the side effects (step dispatch,
+live events, notifications to other runs) to happen after commit, so a worker can never
+see a step before its row exists and nothing is sent for a rolled-back transition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.dsl import validate_definition
+from workflows.engine import core
+from workflows.engine.core import Engine, Happening, Stale, StepError, Transition
+from workflows.engine.status import RunStatus, StepStatus
+from workflows.models import (
+	Approval,
+	Event,
+	EventSubscription,
+	Run,
+	RunEvent,
+	StepRun,
+	Timer,
+	Workflow,
+	WorkflowVersion,
+)
+
+__all__ = [
+	"AdvanceResult",
+	"advance",
+	"engine_for",
+	"happening_from_dict",
+	"happening_to_dict",
+	"now_ts",
+]
+
+# Timers due within this many seconds also get a Celery countdown, so short waits and
+# retry backoffs do not wait for the next sweep.
+FAST_TIMER_SECONDS = 60.0
+
+
+def now_ts() -> float:
+	"""Seconds since the epoch: the clock the core runs on."""
+	return timezone.now().timestamp()
+
+
+def _dt(ts: float) -> datetime:
+	return datetime.fromtimestamp(ts, tz=UTC)
+
+
+# --- engines, one per published version, built once per process --------------------------------
+
+_engines: OrderedDict[UUID, Engine] = OrderedDict()
+_engines_lock = threading.Lock()
+_ENGINE_CACHE_SIZE = 512
+
+
+def engine_for(version: WorkflowVersion | UUID) -> Engine:
+	"""The core for a published version (versions never change, so the cache never goes stale)."""
+	version_id = version if isinstance(version, UUID) else version.pk
+	with _engines_lock:
+		found = _engines.get(version_id)
+		if found is not None:
+			_engines.move_to_end(version_id)
+			return found
+	definition_doc = (
+		version.definition
+		if isinstance(version, WorkflowVersion)
+		else WorkflowVersion.objects._unfiltered().values_list("definition", flat=True).get(pk=version_id)
+	)
+	result = validate_definition(definition_doc)
+	assert result.definition is not None, f"published version {version_id} does not validate any more"
+	engine = Engine(result.definition, expression_timeout=settings.ENGINE_EXPRESSION_TIMEOUT)
+	with _engines_lock:
+		_engines[version_id] = engine
+		while len(_engines) > _ENGINE_CACHE_SIZE:
+			_engines.popitem(last=False)
+	return engine
+
+
+# --- happenings as JSON (task messages, replay) ---------------------------------------------------
+
+
+def happening_to_dict(happening: Happening) -> dict[str, Any]:
+	"""A JSON-ready form of a happening."""
+	data: dict[str, Any] = {"kind": type(happening).__name__}
+	for name in happening.__dataclass_fields__:
+		value = getattr(happening, name)
+		data[name] = value.as_dict() if isinstance(value, StepError) else value
+	return data
+
+
+def happening_from_dict(data: dict[str, Any]) -> Happening:
+	"""Inverse of :func:`happening_to_dict`."""
+	values = dict(data)
+	kind = values.pop("kind")
+	cls = getattr(core, kind)
+	if isinstance(values.get("error"), dict):
+		error = values["error"]
+		values["error"] = StepError(
+			error["code"], error["message"], error.get("retryable", False), error.get("details")
+		)
+	return cls(**values)
+
+
+# --- advance --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AdvanceResult:
+	"""What one call to :func:`advance` did."""
+
+	applied: int = 0
+	stale: int = 0
+	status: RunStatus | None = None
+	transitions: list[Transition] = field(default_factory=list)
+
+
+def advance(run_id: UUID | str, happening: Happening, *, now: float | None = None) -> AdvanceResult:
+	"""Apply ``happening`` to a run: lock, apply, persist, and schedule side effects after commit.
+
+	Follow-up happenings the commands produce for the same run (a buffered event matching a
+	new subscription, a sub-workflow that cannot start) are applied in the same transaction.
+	Happenings for *other* runs are sent as tasks after commit, so two runs' locks are never
+	held together.
+	"""
+	with transaction.atomic():
+		run = Run.objects._unfiltered().select_for_update().select_related("tenant").get(pk=run_id)
+		applier = _Applier(run, now=now if now is not None else now_ts())
+		applier.apply(happening)
+		applier.flush()
+		return applier.result
+
+
+class _Applier:
+	"""Carries out one run's transitions inside the caller's transaction."""
+
+	logger = logging.getLogger("apg.engine")
+
+	def __init__(self, run: Run, *, now: float) -> None:
+		self.run = run
+		self.now = now
+		self.engine = engine_for(run.version_id)
+		self.result = AdvanceResult()
+		self.steps: dict[tuple[str, int], core.RecordStep] = {}
+		self.dispatches: list[core.Dispatch] = []
+		self.events: list[RunEvent] = []
+		self.after_commit: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+		self.queue: list[Happening] = []
+
+	# -- applying ------------------------------------------------------------------------------
+
+	def apply(self, happening: Happening) -> None:
+		self.queue.append(happening)
+		while self.queue:
+			current = self.queue.pop(0)
+			try:
+				transition = self.engine.apply(self.run.state, current, now=self.now)
+			except Stale:
+				self.result.stale += 1
+				self._log_stale(current)
+				continue
+			self.result.applied += 1
+			self.result.transitions.append(transition)
+			previous = self.run.status
+			self.run.state = transition.state
+			self.run.status = transition.status.value
+			if self.run.started_at is None and transition.status != RunStatus.PENDING:
+				self.run.started_at = _dt(self.now)
+			if previous != self.run.status:
+				self._log_status(previous)
+			for command in transition.commands:
+				self.carry_out(command)
+		self.result.status = RunStatus(self.run.status)
+
+	def carry_out(self, command: core.Command) -> None:
+		match command:
+			case core.RecordStep():
+				self.steps[(command.key, command.attempt)] = command
+			case core.Dispatch():
+				self.dispatches.append(command)
+			case core.Emit():
+				self.run.last_seq += 1
+				self.events.append(
+					RunEvent(
+						tenant_id=self.run.tenant_id,
+						run_id=self.run.pk,
+						seq=self.run.last_seq,
+						type=command.type,
+						step_key=str(command.data.get("key", ""))[:500],
+						data=_jsonable(command.data),
+					)
+				)
+			case core.StartTimer():
+				Timer.objects._unfiltered().filter(
+					run=self.run, key=command.key, purpose=command.purpose
+				).delete()
+				Timer.objects._unfiltered().create(
+					tenant_id=self.run.tenant_id,
+					run=self.run,
+					key=command.key,
+					purpose=command.purpose,
+					fire_at=_dt(command.fire_at),
+				)
+				delay = command.fire_at - self.now
+				if delay <= FAST_TIMER_SECONDS:
+					self.later(
+						"fire_timer",
+						str(self.run.pk),
+						command.key,
+						command.purpose,
+						countdown=max(0.0, delay),
+					)
+			case core.CancelTimers():
+				Timer.objects._unfiltered().filter(run=self.run, key=command.key).delete()
+			case core.Subscribe():
+				self.subscribe(command)
+			case core.Unsubscribe():
+				EventSubscription.objects._unfiltered().filter(run=self.run, key=command.key).delete()
+			case core.RequestApproval():
+				Approval.objects._unfiltered().update_or_create(
+					run=self.run,
+					key=command.key,
+					defaults={
+						"tenant_id": self.run.tenant_id,
+						"node_id": command.node_id,
+						"title": command.title[:200],
+						"instructions": _jsonable(command.instructions),
+						"assignees": list(command.assignees),
+						"role": command.role or "",
+						"form_schema": command.form_schema,
+						"deadline_at": _dt(command.deadline_at) if command.deadline_at else None,
+						"status": Approval.Status.OPEN,
+					},
+				)
+				self.later("notify_approval", str(self.run.pk), command.key)
+			case core.EscalateApproval():
+				Approval.objects._unfiltered().filter(
+					run=self.run, key=command.key, status=Approval.Status.OPEN
+				).update(
+					role=command.to_role or "",
+					assignees=list(command.to_assignees),
+					escalated_at=_dt(self.now),
+				)
+				self.later("notify_approval", str(self.run.pk), command.key)
+			case core.CloseApproval():
+				status = {"approved": "approved", "rejected": "rejected", "timed_out": "timed_out"}.get(
+					command.outcome, "cancelled"
+				)
+				Approval.objects._unfiltered().filter(
+					run=self.run, key=command.key, status=Approval.Status.OPEN
+				).update(status=status)
+			case core.StartChild():
+				self.start_child(command)
+			case core.CancelChild():
+				child = (
+					Run.objects._unfiltered()
+					.filter(parent_run=self.run, parent_step_key=command.key)
+					.values_list("pk", flat=True)
+					.first()
+				)
+				if child is not None:
+					self.later(
+						"deliver",
+						str(child),
+						happening_to_dict(core.Cancel(reason="the parent run stopped it")),
+					)
+			case core.CancelStep():
+				StepRun.objects._unfiltered().filter(
+					run=self.run, key=command.key, attempt=command.attempt
+				).update(cancel_requested=True)
+			case core.Finish():
+				self.run.output = _jsonable(command.output)
+				self.run.error = command.error
+				self.run.finished_at = _dt(self.now)
+				if self.run.parent_run_id:
+					finished = core.ChildFinished(
+						self.run.parent_step_key,
+						command.status == RunStatus.SUCCEEDED,
+						self.run.output,
+						None
+						if command.status == RunStatus.SUCCEEDED
+						else StepError(
+							(command.error or {}).get("code", "child_failed"),
+							(command.error or {}).get(
+								"message", f"the sub-workflow run ended {command.status.value}"
+							),
+						),
+					)
+					self.later("deliver", str(self.run.parent_run_id), happening_to_dict(finished))
+				self.later("admit", str(self.run.tenant_id))
+			case _:  # pragma: no cover - every command is handled above
+				raise AssertionError(f"unhandled command {command!r}")
+
+	def later(self, what: str, *args: Any, countdown: float | None = None) -> None:
+		self.after_commit.append((what, args, {"countdown": countdown}))
+
+	def subscribe(self, command: core.Subscribe) -> None:
+		correlation = canonical(command.correlation)
+		EventSubscription.objects._unfiltered().update_or_create(
+			run=self.run,
+			key=command.key,
+			defaults={
+				"tenant_id": self.run.tenant_id,
+				"event_type": command.event_type,
+				"correlation": correlation,
+			},
+		)
+		# An event may arrive a little before its wait starts: a kept one is delivered now.
+		horizon = timezone.now() - timedelta(seconds=settings.EVENT_RETENTION_SECONDS)
+		buffered = (
+			Event.objects._unfiltered()
+			.select_for_update(skip_locked=True)
+			.filter(
+				tenant_id=self.run.tenant_id,
+				type=command.event_type,
+				correlation=correlation,
+				consumed_at__isnull=True,
+				created_at__gte=horizon,
+			)
+			.order_by("created_at")
+			.first()
+		)
+		if buffered is not None:
+			Event.objects._unfiltered().filter(pk=buffered.pk).update(
+				consumed_at=timezone.now(), delivered=buffered.delivered + 1
+			)
+			EventSubscription.objects._unfiltered().filter(run=self.run, key=command.key).delete()
+			self.queue.append(core.EventReceived(command.key, _event_payload(buffered)))
+
+	def start_child(self, command: core.StartChild) -> None:
+		from workflows.engine.starting import create_run
+
+		workflow = (
+			Workflow.objects._unfiltered()
+			.filter(tenant_id=self.run.tenant_id, slug=command.workflow, deleted_at__isnull=True)
+			.first()
+		)
+		versions = WorkflowVersion.objects._unfiltered().filter(workflow=workflow)
+		version = (
+			versions.order_by("-number").first()
+			if command.version == "latest"
+			else versions.filter(number=command.version).first()
+		)
+		if workflow is None or version is None:
+			self.queue.append(
+				core.ChildFinished(
+					command.key,
+					False,
+					error=StepError(
+						"sub_workflow_not_found",
+						f"workflow {command.workflow!r} has no published version {command.version}",
+					),
+				)
+			)
+			return
+		child = create_run(
+			tenant=self.run.tenant,
+			workflow=workflow,
+			version=version,
+			input=command.input,
+			priority=self.run.priority,
+			tags=list(self.run.tags),
+			actor=None,
+			trigger_kind="sub_workflow",
+			parent=(self.run, command.key) if command.wait else None,
+			trigger_ref=str(self.run.pk),
+		)
+		self.later("start", str(child.pk))
+
+	# -- writing ---------------------------------------------------------------------------------
+
+	def flush(self) -> None:
+		if self.result.applied == 0:
+			return
+		self.write_steps()
+		if self.events:
+			RunEvent.objects._unfiltered().bulk_create(self.events)
+		Run.objects._unfiltered().filter(pk=self.run.pk).update(
+			status=self.run.status,
+			state=self.run.state,
+			output=self.run.output,
+			error=self.run.error,
+			started_at=self.run.started_at,
+			finished_at=self.run.finished_at,
+			last_seq=self.run.last_seq,
+			updated_at=timezone.now(),
+		)
+		run_id, tenant_id = str(self.run.pk), str(self.run.tenant_id)
+		dispatch_ids = self.dispatch_ids
+		events = [(e.seq, e.type, e.step_key, e.data) for e in self.events]
+		after = list(self.after_commit)
+		priority = self.run.priority
+
+		def side_effects() -> None:
+			from workflows.engine import effects
+
+			effects.dispatch_steps(dispatch_ids, priority=priority)
+			effects.publish_events(run_id=run_id, tenant_id=tenant_id, events=events)
+			for what, args, options in after:
+				effects.run_later(what, *args, **options)
+
+		transaction.on_commit(side_effects)
+
+	def write_steps(self) -> None:
+		self.dispatch_ids: list[tuple[str, str]] = []
+		if not self.steps:
+			return
+		dispatches = {(d.key, d.attempt): d for d in self.dispatches}
+		existing = {
+			(s.key, s.attempt): s
+			for s in StepRun.objects._unfiltered().filter(run=self.run, key__in={k for k, _ in self.steps})
+		}
+		now = _dt(self.now)
+		to_create: list[StepRun] = []
+		to_update: list[StepRun] = []
+		for (key, attempt), record in self.steps.items():
+			row = existing.get((key, attempt))
+			if row is None:
+				row = StepRun(
+					tenant_id=self.run.tenant_id,
+					run=self.run,
+					key=key[:500],
+					node_id=record.node_id,
+					node_type=record.node_type,
+					frame=record.frame[:500],
+					attempt=attempt,
+				)
+				to_create.append(row)
+			else:
+				to_update.append(row)
+			row.status = record.status.value
+			if record.input is not None:
+				row.input = _jsonable(record.input)
+			if record.output is not None or record.status == StepStatus.SUCCEEDED:
+				row.output = _jsonable(record.output)
+			row.error = record.error
+			dispatch = dispatches.get((key, attempt))
+			if dispatch is not None:
+				row.queue = dispatch.queue
+				row.scheduled_at = now
+				row.dispatch = {
+					"connector": dispatch.connector,
+					"action": dispatch.action,
+					"connection": dispatch.connection,
+					"timeout": dispatch.timeout,
+					"idempotency_key": dispatch.idempotency_key,
+					"output_template": dispatch.output_template,
+					"compensation": dispatch.compensation,
+				}
+			if record.status in (
+				StepStatus.SUCCEEDED,
+				StepStatus.FAILED,
+				StepStatus.CANCELLED,
+				StepStatus.COMPENSATED,
+			):
+				row.finished_at = row.finished_at or now
+			elif record.status == StepStatus.RUNNING and row.started_at is None:
+				row.started_at = now
+		if to_create:
+			StepRun.objects._unfiltered().bulk_create(to_create)
+		if to_update:
+			StepRun.objects._unfiltered().bulk_update(
+				to_update,
+				[
+					"status",
+					"input",
+					"output",
+					"error",
+					"queue",
+					"scheduled_at",
+					"dispatch",
+					"finished_at",
+					"started_at",
+					"updated_at",
+				],
+			)
+		by_key = {(row.key, row.attempt): row for row in [*to_create, *to_update]}
+		self.dispatch_ids = [
+			(str(by_key[(d.key, d.attempt)].pk), d.queue)
+			for d in self.dispatches
+			if (d.key, d.attempt) in by_key
+		]
+
+	# -- logging ---------------------------------------------------------------------------------
+
+	def _log_status(self, previous: str) -> None:
+		self.logger.info(
+			"run %s: %s -> %s",
+			self.run.pk,
+			previous,
+			self.run.status,
+			extra={"run_id": str(self.run.pk), "tenant_id": str(self.run.tenant_id)},
+		)
+
+	def _log_stale(self, happening: Happening) -> None:
+		self.logger.debug(
+			"run %s: ignored stale %s",
+			self.run.pk,
+			type(happening).__name__,
+			extra={"run_id": str(self.run.pk)},
+		)
+
+
+def canonical(value: Any) -> str:
+	"""The form correlation values are compared in: canonical JSON, so 42 and "42" differ."""
+	return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)[:500]
+
+
+def _event_payload(event: Event) -> dict[str, Any]:
+	return {
+		"type": event.type,
+		"correlation": json.loads(event.correlation) if event.correlation else None,
+		"payload": event.payload,
+		"event_id": str(event.pk),
+	}
+
+
+def _jsonable(value: Any) -> Any:
+	"""Make sure what goes into a JSONField round-trips (tuples become lists, and so on)."""
+	return json.loads(json.dumps(value, default=str))

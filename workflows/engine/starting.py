@@ -1,0 +1,137 @@
+"""Creating runs and admitting them under concurrency limits (per workflow and per tenant).
+
+Excess runs wait as ``pending`` and are admitted first by priority (9 first), then first
+come first served, whenever a run of the tenant finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from workflows.engine.core import Start
+from workflows.engine.runtime import advance, engine_for
+from workflows.engine.status import ACTIVE_RUN_STATUSES, RunStatus
+from workflows.models import Run, Tenant, User, Workflow, WorkflowVersion
+
+__all__ = ["admit_pending", "create_run", "start_if_admitted"]
+
+logger = logging.getLogger("apg.engine")
+_ACTIVE = [s.value for s in ACTIVE_RUN_STATUSES]
+
+
+def create_run(
+	*,
+	tenant: Tenant,
+	workflow: Workflow,
+	version: WorkflowVersion,
+	input: Any,
+	priority: int | None = None,
+	tags: list[str] | None = None,
+	actor: User | None = None,
+	trigger_kind: str = "manual",
+	trigger_ref: str = "",
+	parent: tuple[Run, str] | None = None,
+) -> Run:
+	"""Create a pending run pinned to ``version``. Call :func:`start_if_admitted` to start it."""
+	assert version.workflow_id == workflow.pk, "the version must belong to the workflow"
+	defaults = engine_for(version).definition.defaults
+	return Run.objects._unfiltered().create(
+		tenant=tenant,
+		workflow=workflow,
+		version=version,
+		status=RunStatus.PENDING,
+		priority=defaults.priority if priority is None else priority,
+		input=input,
+		tags=tags or [],
+		started_by=actor,
+		trigger_kind=trigger_kind,
+		trigger_ref=trigger_ref,
+		parent_run=parent[0] if parent else None,
+		parent_step_key=parent[1] if parent else "",
+	)
+
+
+def _limits(run: Run) -> tuple[int | None, int | None]:
+	workflow_limit = engine_for(run.version_id).definition.defaults.concurrency_limit
+	return workflow_limit, settings.TENANT_CONCURRENCY_LIMIT
+
+
+def _has_room(run: Run, workflow_limit: int | None, tenant_limit: int | None) -> bool:
+	active = Run.objects._unfiltered().filter(tenant_id=run.tenant_id, status__in=_ACTIVE)
+	if tenant_limit is not None and active.count() >= tenant_limit:
+		return False
+	return workflow_limit is None or active.filter(workflow_id=run.workflow_id).count() < workflow_limit
+
+
+def _start(run: Run) -> None:
+	advance(
+		run.pk,
+		Start(
+			input=run.input,
+			meta={
+				"run_id": str(run.pk),
+				"workflow": run.workflow.slug,
+				"workflow_id": str(run.workflow_id),
+				"version": run.version.number,
+				"tenant": run.tenant.slug,
+				"started_at": run.created_at.isoformat(),
+				"trigger": run.trigger_kind,
+				"parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+			},
+		),
+	)
+
+
+def start_if_admitted(run: Run) -> bool:
+	"""Start ``run`` now if the limits allow it (else it stays pending, queued); True when started."""
+	workflow_limit, tenant_limit = _limits(run)
+	with transaction.atomic():
+		if workflow_limit is not None or tenant_limit is not None:
+			# Admission decisions of one tenant are serialised on its row, so two starts
+			# cannot both take the last slot.
+			Tenant.objects.select_for_update().filter(pk=run.tenant_id).first()
+			earlier = (
+				Run.objects._unfiltered()
+				.filter(
+					tenant_id=run.tenant_id,
+					status=RunStatus.PENDING,
+					created_at__lt=run.created_at,
+					priority__gte=run.priority,
+				)
+				.exclude(pk=run.pk)
+			)
+			if earlier.exists() or not _has_room(run, workflow_limit, tenant_limit):
+				logger.info("run %s queued (concurrency limit)", run.pk, extra={"run_id": str(run.pk)})
+				return False
+		_start(run)
+	return True
+
+
+def admit_pending(tenant_id: Any, *, batch: int = 100) -> int:
+	"""Start queued runs of a tenant while limits allow: highest priority first, then oldest."""
+	started = 0
+	with transaction.atomic():
+		Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+		pending = list(
+			Run.objects._unfiltered()
+			.filter(tenant_id=tenant_id, status=RunStatus.PENDING, state__isnull=True)
+			.select_related("workflow", "version", "tenant")
+			.order_by("-priority", "created_at")[:batch]
+		)
+		blocked_workflows: set[Any] = set()
+		for run in pending:
+			if run.workflow_id in blocked_workflows:
+				continue
+			workflow_limit, tenant_limit = _limits(run)
+			if not _has_room(run, workflow_limit, tenant_limit):
+				if tenant_limit is not None and not _has_room(run, None, tenant_limit):
+					break
+				blocked_workflows.add(run.workflow_id)
+				continue
+			_start(run)
+			started += 1
+	return started

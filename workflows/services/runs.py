@@ -1,0 +1,323 @@
+"""Services for runs: start (validated input), cancel, pause, resume, retry, re-run; approvals; events.
+
+Each checks permission, applies one happening through :func:`workflows.engine.runtime.advance`
+(the only writer of a run's state), and writes an audit event for the person who asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonschema
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.engine import core
+from workflows.engine.core import IllegalRetry
+from workflows.engine.runtime import advance, canonical, engine_for, happening_to_dict
+from workflows.engine.starting import create_run, start_if_admitted
+from workflows.engine.status import IllegalTransition, RunStatus
+from workflows.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
+from workflows.models import (
+	Approval,
+	Event,
+	EventSubscription,
+	Membership,
+	Run,
+	Tenant,
+	User,
+	Workflow,
+	WorkflowVersion,
+)
+from workflows.permissions import require
+from workflows.roles import Perm, Role
+from workflows.services.audit import audit_record
+
+__all__ = [
+	"EventOutcome",
+	"approval_decide",
+	"event_publish",
+	"run_cancel",
+	"run_pause",
+	"run_rerun",
+	"run_resume",
+	"run_retry",
+	"run_start",
+	"validate_against_schema",
+]
+
+
+def validate_against_schema(value: Any, schema: dict[str, Any], *, pointer: str) -> None:
+	"""Raise :class:`ValidationFailed` listing every way ``value`` breaks ``schema`` (JSON Schema 2020-12)."""
+	if not schema:
+		return
+	validator = jsonschema.Draft202012Validator(schema)
+	errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+	if errors:
+		raise ValidationFailed(
+			[
+				FieldError(
+					pointer + "".join(f"/{part}" for part in error.absolute_path),
+					error.message,
+					f"See the schema rule {'/'.join(str(p) for p in error.absolute_schema_path)}.",
+				)
+				for error in errors[:50]
+			],
+			f"The input does not match the schema ({len(errors)} problem(s)).",
+		)
+
+
+def _version(workflow: Workflow, number: int | None) -> WorkflowVersion:
+	versions = WorkflowVersion.objects.for_tenant(workflow.tenant).filter(workflow=workflow)
+	version = (
+		versions.order_by("-number").first() if number is None else versions.filter(number=number).first()
+	)
+	if version is None:
+		if number is None:
+			raise Conflict("The workflow has no published version; publish it before starting runs.")
+		raise NotFound(f"Version {number} does not exist.")
+	return version
+
+
+def run_start(
+	*,
+	actor: User | None,
+	workflow: Workflow,
+	input: Any = None,
+	version: int | None = None,
+	priority: int | None = None,
+	tags: list[str] | None = None,
+	trigger_kind: str = "manual",
+	trigger_ref: str = "",
+) -> Run:
+	"""Start a run of a published version (the latest unless ``version`` is given).
+
+	The input is validated against the version's input schema first: a bad input is refused
+	with every field error, and no run is created. Over a concurrency limit, the run waits as
+	``pending`` and starts when a slot frees.
+	"""
+	tenant = workflow.tenant
+	if actor is not None:
+		require(actor=actor, tenant=tenant, perm=Perm.RUN_START, obj=workflow)
+	if workflow.is_archived:
+		raise Conflict("The workflow is archived; restore it before starting runs.")
+	if priority is not None and not (isinstance(priority, int) and 0 <= priority <= 9):
+		raise ValidationFailed.single(
+			"/priority", "Priority must be a whole number from 0 to 9.", "9 runs first under contention."
+		)
+	if tags is not None and not (
+		isinstance(tags, list) and all(isinstance(t, str) and 0 < len(t) <= 50 for t in tags)
+	):
+		raise ValidationFailed.single(
+			"/tags", "Tags must be a list of strings of 1 to 50 characters.", 'e.g. ["nightly"]'
+		)
+	pinned = _version(workflow, version)
+	run_input = {} if input is None else input
+	validate_against_schema(run_input, engine_for(pinned).definition.input_schema, pointer="/input")
+	with transaction.atomic():
+		run = create_run(
+			tenant=tenant,
+			workflow=workflow,
+			version=pinned,
+			input=run_input,
+			priority=priority,
+			tags=tags,
+			actor=actor,
+			trigger_kind=trigger_kind,
+			trigger_ref=trigger_ref,
+		)
+		if actor is not None:
+			audit_record(
+				actor=actor,
+				tenant=tenant,
+				action="run.start",
+				obj=run,
+				extra={"workflow": workflow.slug, "version": pinned.number},
+			)
+		start_if_admitted(run)
+	run.refresh_from_db()
+	return run
+
+
+def _lifecycle(*, actor: User, run: Run, happening: core.Happening, perm: Perm, action: str) -> Run:
+	require(actor=actor, tenant=run.tenant, perm=perm, obj=run.workflow)
+	try:
+		with transaction.atomic():
+			result = advance(run.pk, happening)
+			audit_record(
+				actor=actor,
+				tenant=run.tenant,
+				action=f"run.{action}",
+				obj=run,
+				extra={"status": result.status},
+			)
+	except (IllegalTransition, IllegalRetry) as exc:
+		raise Conflict(str(exc)) from None
+	run.refresh_from_db()
+	return run
+
+
+def run_cancel(*, actor: User, run: Run, compensate: bool = False, reason: str = "") -> Run:
+	"""Stop a run; with ``compensate`` its completed steps are undone first."""
+	return _lifecycle(
+		actor=actor,
+		run=run,
+		happening=core.Cancel(compensate, reason or f"cancelled by {actor.get_username()}"),
+		perm=Perm.RUN_OPERATE,
+		action="cancel",
+	)
+
+
+def run_pause(*, actor: User, run: Run) -> Run:
+	"""Dispatch nothing new until resumed."""
+	return _lifecycle(actor=actor, run=run, happening=core.Pause(), perm=Perm.RUN_OPERATE, action="pause")
+
+
+def run_resume(*, actor: User, run: Run) -> Run:
+	"""Continue a paused run."""
+	if run.status != RunStatus.PAUSED:
+		raise Conflict(f"Cannot resume: the run is {run.status}, not paused.")
+	return _lifecycle(actor=actor, run=run, happening=core.Resume(), perm=Perm.RUN_OPERATE, action="resume")
+
+
+def run_retry(*, actor: User, run: Run) -> Run:
+	"""Retry a failed run from its failed steps, keeping every earlier output."""
+	return _lifecycle(
+		actor=actor, run=run, happening=core.RetryFailed(), perm=Perm.RUN_OPERATE, action="retry"
+	)
+
+
+def run_rerun(*, actor: User, run: Run) -> Run:
+	"""Start a new run of the same version with the same input."""
+	return run_start(
+		actor=actor,
+		workflow=run.workflow,
+		input=run.input,
+		version=run.version.number,
+		priority=run.priority,
+		tags=list(run.tags),
+	)
+
+
+def _may_decide(actor: User, tenant: Tenant, approval: Approval) -> bool:
+	membership = Membership.objects.for_tenant(tenant).filter(user=actor).first()
+	if membership is None:
+		return False
+	role = Role(membership.role)
+	if role in (Role.ADMIN, Role.OWNER):
+		return True
+	if approval.assignees and actor.get_username() in approval.assignees:
+		return True
+	return bool(approval.role) and role == Role(approval.role)
+
+
+def approval_decide(
+	*,
+	actor: User,
+	approval: Approval,
+	decision: Literal["approved", "rejected"],
+	comment: str = "",
+	data: Any = None,
+) -> Approval:
+	"""Approve or reject an open approval (its assignees, its role, or tenant admins)."""
+	tenant = approval.tenant
+	require(actor=actor, tenant=tenant, perm=Perm.APPROVAL_DECIDE)
+	if decision not in ("approved", "rejected"):
+		raise ValidationFailed.single(
+			"/decision", f"Unknown decision {decision!r}.", "Use 'approved' or 'rejected'."
+		)
+	if not _may_decide(actor, tenant, approval):
+		raise PermissionDenied(Perm.APPROVAL_DECIDE, "This approval is assigned to other people.")
+	if decision == "approved":
+		validate_against_schema(data if data is not None else {}, approval.form_schema, pointer="/data")
+	with transaction.atomic():
+		locked = Approval.objects.for_tenant(tenant).select_for_update().get(pk=approval.pk)
+		if locked.status != Approval.Status.OPEN:
+			raise Conflict(f"This approval is already {locked.status}.")
+		result = advance(
+			approval.run_id,
+			core.ApprovalDecided(approval.key, decision, actor.get_username(), comment or "", data),
+		)
+		if result.applied == 0:
+			raise Conflict("The run is no longer waiting for this approval.")
+		Approval.objects.for_tenant(tenant).filter(pk=approval.pk).update(
+			status=decision, decided_by=actor, decided_at=timezone.now(), comment=comment or "", data=data
+		)
+		audit_record(
+			actor=actor,
+			tenant=tenant,
+			action=f"approval.{decision[:-1]}",
+			obj=locked,
+			extra={"comment": comment},
+		)
+	approval.refresh_from_db()
+	return approval
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+	"""Where a published event went."""
+
+	event: Event
+	delivered: int
+	kept: bool
+
+
+def event_publish(
+	*,
+	actor: User | None,
+	tenant: Tenant,
+	type: str,
+	correlation: Any = None,
+	payload: Any = None,
+	source: str = "api",
+) -> EventOutcome:
+	"""Deliver an event to every run waiting for it (matching type and correlation).
+
+	An event no run waits for is kept for EVENT_RETENTION_SECONDS and handed to the first
+	matching wait that starts in that window; after that it is dropped. Event triggers
+	(starting runs) also receive it.
+	"""
+	if actor is not None:
+		require(actor=actor, tenant=tenant, perm=Perm.EVENT_PUBLISH)
+	if not isinstance(type, str) or not type.strip() or len(type) > 200:
+		raise ValidationFailed.single(
+			"/type", "An event needs a type of 1 to 200 characters.", "e.g. 'order.paid'"
+		)
+	key = canonical(correlation) if correlation is not None else ""
+	with transaction.atomic():
+		waiting = list(
+			EventSubscription.objects.for_tenant(tenant)
+			.select_for_update(skip_locked=True)
+			.filter(event_type=type, correlation=key)
+		)
+		event = Event.objects.for_tenant(tenant).create(
+			tenant=tenant,
+			type=type,
+			correlation=key,
+			payload=payload if payload is not None else {},
+			delivered=len(waiting),
+			consumed_at=timezone.now() if waiting else None,
+			source=source[:100],
+		)
+		body = {"type": type, "correlation": correlation, "payload": event.payload, "event_id": str(event.pk)}
+		EventSubscription.objects.for_tenant(tenant).filter(pk__in=[s.pk for s in waiting]).delete()
+		targets = [(str(s.run_id), happening_to_dict(core.EventReceived(s.key, body))) for s in waiting]
+
+		def deliver() -> None:
+			from workflows.engine.effects import run_later
+
+			for run_id, happening in targets:
+				run_later("deliver", run_id, happening)
+
+		transaction.on_commit(deliver)
+		if actor is not None:
+			audit_record(
+				actor=actor,
+				tenant=tenant,
+				action="event.publish",
+				obj=event,
+				extra={"delivered": len(waiting)},
+			)
+	return EventOutcome(event=event, delivered=len(waiting), kept=not waiting)

@@ -1,0 +1,184 @@
+"""Celery tasks of the engine. Each takes ids, is idempotent, and is sent after commit."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.engine.core import TimerFired
+from workflows.engine.runtime import advance, happening_from_dict
+from workflows.engine.starting import admit_pending, start_if_admitted
+from workflows.engine.status import RunStatus, StepStatus
+from workflows.engine.worker import StepExecutor
+from workflows.models import Approval, Event, Run, StepRun, Timer
+
+__all__ = [
+	"admit_runs_task",
+	"deliver_task",
+	"execute_step_task",
+	"fire_timer_task",
+	"notify_approval_task",
+	"reap_steps_task",
+	"start_run_task",
+	"sweep_events_task",
+	"sweep_timers_task",
+]
+
+logger = logging.getLogger("apg.engine")
+
+
+@shared_task(name="apg.execute_step", acks_late=True, ignore_result=True)
+def execute_step_task(step_id: str) -> None:
+	"""Execute one step attempt (steps and steps.cpu queues)."""
+	StepExecutor(step_id).run()
+
+
+@shared_task(name="apg.deliver", acks_late=True, ignore_result=True)
+def deliver_task(run_id: str, happening: dict[str, Any]) -> None:
+	"""Apply a happening sent by another run or a lifecycle request."""
+	advance(run_id, happening_from_dict(happening))
+
+
+@shared_task(name="apg.start_run", acks_late=True, ignore_result=True)
+def start_run_task(run_id: str) -> None:
+	"""Start a pending run if limits allow (sub-workflow runs)."""
+	run = Run.objects._unfiltered().select_related("workflow", "version", "tenant").filter(pk=run_id).first()
+	if run is not None and run.status == RunStatus.PENDING and run.state is None:
+		start_if_admitted(run)
+
+
+@shared_task(name="apg.admit_runs", acks_late=True, ignore_result=True)
+def admit_runs_task(tenant_id: str) -> None:
+	"""Start queued runs now that a slot may be free."""
+	admit_pending(tenant_id)
+
+
+def _fire(timer: Timer) -> None:
+	Timer.objects._unfiltered().filter(pk=timer.pk).delete()
+	advance(timer.run_id, TimerFired(timer.key, timer.purpose))
+
+
+@shared_task(name="apg.fire_timer", acks_late=True, ignore_result=True)
+def fire_timer_task(run_id: str, key: str, purpose: str) -> None:
+	"""The fast path for a short timer; the sweep fires it otherwise (whichever comes first)."""
+	with transaction.atomic():
+		timer = (
+			Timer.objects._unfiltered()
+			.select_for_update(skip_locked=True)
+			.filter(
+				run_id=run_id,
+				key=key,
+				purpose=purpose,
+				fire_at__lte=timezone.now() + timedelta(milliseconds=50),
+			)
+			.first()
+		)
+		if timer is not None:
+			_fire(timer)
+
+
+@shared_task(name="apg.sweep_timers", ignore_result=True)
+def sweep_timers_task(limit: int = 1000) -> int:
+	"""Fire due timers, each in its own transaction; rows are locked so sweepers never overlap."""
+	fired = 0
+	while fired < limit:
+		with transaction.atomic():
+			timer = (
+				Timer.objects._unfiltered()
+				.select_for_update(skip_locked=True)
+				.filter(fire_at__lte=timezone.now())
+				.order_by("fire_at")
+				.first()
+			)
+			if timer is None:
+				break
+			_fire(timer)
+		fired += 1
+	return fired
+
+
+@shared_task(name="apg.reap_steps", ignore_result=True)
+def reap_steps_task() -> int:
+	"""Dispatch again the steps of dead workers (lease expired) and steps whose message was lost."""
+	now = timezone.now()
+	stale_scheduled = now - timedelta(seconds=settings.STEP_REDISPATCH_SECONDS)
+	reaped = 0
+	with transaction.atomic():
+		dead = list(
+			StepRun.objects._unfiltered()
+			.select_for_update(skip_locked=True)
+			.filter(status=StepStatus.RUNNING, lease_expires_at__lt=now)[:500]
+		)
+		lost = list(
+			StepRun.objects._unfiltered()
+			.select_for_update(skip_locked=True)
+			.filter(status=StepStatus.SCHEDULED, scheduled_at__lt=stale_scheduled)[:500]
+		)
+		for step in dead + lost:
+			StepRun.objects._unfiltered().filter(pk=step.pk).update(
+				status=StepStatus.SCHEDULED, lease_expires_at=None, scheduled_at=now, worker=""
+			)
+		ids = [(str(s.pk), s.queue or "steps", s.run_id) for s in dead + lost]
+		priorities = dict(
+			Run.objects._unfiltered().filter(pk__in={r for _, _, r in ids}).values_list("pk", "priority")
+		)
+
+		def send() -> None:
+			from workflows.engine.effects import dispatch_steps
+
+			for step_id, queue, run_id in ids:
+				dispatch_steps([(step_id, queue)], priority=priorities.get(run_id, 5))
+
+		transaction.on_commit(send)
+		reaped = len(ids)
+	if reaped:
+		logger.warning("reaper dispatched %s step(s) again (%s dead leases)", reaped, len(dead))
+	return reaped
+
+
+@shared_task(name="apg.sweep_events", ignore_result=True)
+def sweep_events_task() -> int:
+	"""Delete kept events past their retention (see the event retention policy)."""
+	horizon = timezone.now() - timedelta(seconds=settings.EVENT_RETENTION_SECONDS)
+	deleted, _ = Event.objects._unfiltered().filter(created_at__lt=horizon).delete()
+	return deleted
+
+
+@shared_task(name="apg.notify_approval", ignore_result=True)
+def notify_approval_task(run_id: str, key: str) -> None:
+	"""Announce an open (or escalated) approval to its assignees' live inbox."""
+	from workflows.engine.effects import tenant_group
+
+	approval = Approval.objects._unfiltered().filter(run_id=run_id, key=key).first()
+	if approval is None:
+		return
+	from asgiref.sync import async_to_sync
+	from channels.layers import get_channel_layer
+
+	layer = get_channel_layer()
+	if layer is not None:
+		async_to_sync(layer.group_send)(
+			tenant_group(approval.tenant_id),
+			{
+				"type": "tenant.events",
+				"events": [
+					{
+						"run": run_id,
+						"type": "approval.open",
+						"step": key,
+						"data": {
+							"approval": str(approval.pk),
+							"title": approval.title,
+							"role": approval.role,
+							"assignees": approval.assignees,
+						},
+					}
+				],
+			},
+		)
