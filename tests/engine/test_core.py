@@ -878,3 +878,85 @@ def test_history_replays_to_the_same_state() -> None:
 	sim = _saga().start().run()
 
 	assert replay(sim.doc, sim.history) == sim.state
+
+
+# --- expression errors after a step finished ------------------------------------------------------
+
+
+def _erroring(where: str) -> dict:
+	bad = "${ .input.n | keys }"
+	if where == "edge":
+		return definition(
+			[START, task("a"), node("b", "set", values=1), END],
+			[("start", "a"), {"source": "a", "target": "b", "condition": bad}, ("b", "end")],
+		)
+	if where == "map_result":
+		body = {"nodes": [task("w")], "edges": []}
+		return linear(node("m", "map", items="${ [1] }", body=body, result=bad))
+	if where == "loop_condition":
+		body = {"nodes": [task("w")], "edges": []}
+		return linear(node("l", "loop", mode="until", condition=bad, max_iterations=3, body=body))
+	if where == "outputs":
+		doc = linear(task("a"))
+		doc["outputs"] = {"x": bad}
+		return doc
+	# Branch b finishes after a's first attempt, so only the retry's input sees it.
+	flaky = task(
+		"a",
+		"fail.fail",
+		input={
+			"code": "x",
+			"retryable": True,
+			"n": "${ if .steps.b then (.steps.b.output | keys) else 1 end }",
+		},
+		retry={"max_attempts": 2, "initial_interval_seconds": 1},
+	)
+	return definition(
+		[START, node("fork", "parallel"), flaky, node("b", "set", values=1), node("join", "join"), END],
+		[("start", "fork"), ("fork", "a"), ("fork", "b"), ("a", "join"), ("b", "join"), ("join", "end")],
+	)
+
+
+@pytest.mark.parametrize(
+	("where", "field"),
+	[
+		("edge", "edge condition"),
+		("map_result", "result"),
+		("loop_condition", "condition"),
+		("outputs", "outputs"),
+	],
+)
+def test_an_expression_error_after_a_step_fails_the_run_cleanly(where: str, field: str) -> None:
+	sim = Sim(_erroring(where)).start({"n": 1}).run()
+
+	assert sim.status == RunStatus.FAILED
+	assert sim.finished is not None
+	assert sim.finished.error is not None
+	assert sim.finished.error["code"] == "expression_error"
+	assert field in sim.finished.error["message"]
+
+
+def test_an_input_expression_error_on_retry_fails_the_step() -> None:
+	sim = Sim(_erroring("retry")).start({"n": 1}).run()
+
+	assert sim.status == RunStatus.FAILED
+	assert sim.finished is not None
+	assert sim.finished.error is not None
+	assert sim.finished.error["code"] == "expression_error"
+
+
+def test_a_compensation_whose_input_cannot_be_built_is_recorded_as_failed() -> None:
+	doc = linear(
+		task(
+			"reserve",
+			compensation={"connector": "noop", "action": "noop", "input": {"x": "${ .input.n | keys }"}},
+		),
+		task("boom", "fail.fail", input={"code": "no"}),
+	)
+
+	sim = Sim(doc).start({"n": 1}).run()
+
+	assert sim.status == RunStatus.COMPENSATION_FAILED
+	assert sim.finished is not None
+	assert sim.finished.error is not None
+	assert sim.finished.error["compensation_failed"][0]["error"]["code"] == "expression_error"

@@ -803,6 +803,15 @@ class _Work:
 		else:
 			self.commands.append(dispatch)
 
+	def safe_dispatch(self, frame: dict[str, Any], node: Node, ns: dict[str, Any], *, attempt: int) -> None:
+		"""Dispatch outside an activation (a retry, a resume): an input expression error fails the step."""
+		try:
+			self.dispatch_task(frame, node, ns, attempt=attempt)
+		except ExpressionError as exc:
+			self.fail_node(
+				frame, node, ns, StepError("expression_error", str(exc.at(node_id=node.id, field="input")))
+			)
+
 	def retry_policy(self, node: Node) -> RetryPolicy:
 		config: Any = node.config
 		return config.retry if config.retry is not None else self.engine.definition.defaults.retry
@@ -920,11 +929,19 @@ class _Work:
 	def finish_map(self, frame: dict[str, Any], node: Node, ns: dict[str, Any]) -> None:
 		config: Any = node.config
 		results = ns["results"]
-		output = (
-			self.render(config.result, frame, {"results": results}) if config.result is not None else results
-		)
 		for key in ("items", "results"):
 			ns.pop(key, None)
+		try:
+			output = (
+				self.render(config.result, frame, {"results": results})
+				if config.result is not None
+				else results
+			)
+		except ExpressionError as exc:
+			self.fail_node(
+				frame, node, ns, StepError("expression_error", str(exc.at(node_id=node.id, field="result")))
+			)
+			return
 		self.succeed_node(frame, node, ns, output)
 
 	def start_loop(self, frame: dict[str, Any], node: Node, ns: dict[str, Any], config: Any) -> None:
@@ -998,11 +1015,16 @@ class _Work:
 		level = self.engine.level_of(frame)
 		edges = [e for e in level.edges_out[node.id] if _handle(e) == handle]
 		taken: list[Edge] = []
-		for edge in edges:
-			if edge.condition is None or self.truthy(self.evaluate(edge.condition, frame)):
-				taken.append(edge)
-				if not fork:
-					break
+		try:
+			for edge in edges:
+				if edge.condition is None or self.truthy(self.evaluate(edge.condition, frame)):
+					taken.append(edge)
+					if not fork:
+						break
+		except ExpressionError as exc:
+			located = exc.at(node_id=node.id, field=f"edge condition ({handle})")
+			self.frame_failed(frame, StepError("expression_error", str(located)).as_dict())
+			return
 		tags: list[list[str]] = ns.get("tags", [])
 		if fork:
 			ns["branches"] = [e.target for e in taken]
@@ -1222,7 +1244,14 @@ class _Work:
 		config: Any = parent_node.config
 		parent_ns["result"] = output
 		parent_ns["iteration"] += 1
-		condition = self.loop_condition(parent_frame, parent_ns, config, body=frame)
+		try:
+			condition = self.loop_condition(parent_frame, parent_ns, config, body=frame)
+		except ExpressionError as exc:
+			del self.state["frames"][frame["id"]]
+			located = exc.at(node_id=parent_node.id, field="condition")
+			self.fail_node(parent_frame, parent_node, parent_ns, StepError("expression_error", str(located)))
+			self.settle_frame_later(parent_frame)
+			return
 		del self.state["frames"][frame["id"]]
 		finished = (config.mode == "while" and not condition) or (config.mode == "until" and condition)
 		if finished:
@@ -1248,7 +1277,15 @@ class _Work:
 			self.run_failed()
 			return
 		outputs = self.engine.definition.outputs
-		output = self.render(dict(outputs), frame) if outputs else self.frame_output(frame)
+		try:
+			output = self.render(dict(outputs), frame) if outputs else self.frame_output(frame)
+		except ExpressionError as exc:
+			frame["status"] = "failed"
+			self.state["error"] = frame["error"] = StepError(
+				"expression_error", str(exc.at(field="outputs"))
+			).as_dict()
+			self.run_failed()
+			return
 		self.state["output"] = output
 		self.finish(RunStatus.SUCCEEDED, output=output)
 
@@ -1339,8 +1376,15 @@ class _Work:
 		compensation = config.compensation
 		frame_id, _ = self.split(key)
 		frame = self.state["frames"].get(frame_id) or self.state["frames"][ROOT]
-		step_input = self.render(compensation.input, frame, {"result": self.step_output(key)})
 		comp_key = f"compensate:{key}"
+		try:
+			step_input = self.render(compensation.input, frame, {"result": self.step_output(key)})
+		except ExpressionError as exc:
+			error = StepError("expression_error", str(exc.at(node_id=node.id, field="compensation.input")))
+			comp["failed"].append({"key": key, "error": error.as_dict()})
+			self.emit("compensation.failed", key=key, node=node.id, error=error.as_dict())
+			self.next_compensation()
+			return
 		self.commands.append(
 			RecordStep(
 				comp_key,
@@ -1543,7 +1587,7 @@ class _Work:
 		if ns["status"] != StepStatus.WAITING:
 			raise Stale(happening.key)
 		if purpose == "retry" and node.type == "task":
-			self.dispatch_task(frame, node, ns, attempt=ns["attempt"] + 1)
+			self.safe_dispatch(frame, node, ns, attempt=ns["attempt"] + 1)
 		elif purpose == "wait" and node.type == "wait":
 			self.succeed_node(frame, node, ns, {"waited_until": ns.get("fire_at")})
 		elif purpose == "event_timeout" and node.type == "wait_for_event":
@@ -1657,7 +1701,7 @@ class _Work:
 		held, self.state["held"] = self.state["held"], []
 		for key in held:
 			frame, node, ns = self.node_of(key)
-			self.dispatch_task(frame, node, ns, attempt=ns["attempt"])
+			self.safe_dispatch(frame, node, ns, attempt=ns["attempt"])
 		for frame in self.state["frames"].values():
 			self.settle_frame_later(frame)
 
@@ -1681,7 +1725,7 @@ class _Work:
 				if not redo:
 					continue
 				if node.type == "task":
-					self.dispatch_task(frame, node, ns, attempt=ns["attempt"] + 1)
+					self.safe_dispatch(frame, node, ns, attempt=ns["attempt"] + 1)
 				elif node.type in ("map", "loop") and any(
 					f["parent_key"] == ns["key"] for f in self.state["frames"].values()
 				):

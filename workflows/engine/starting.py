@@ -73,6 +73,7 @@ def _start(run: Run) -> None:
 		Start(
 			input=run.input,
 			meta={
+				"id": str(run.pk),
 				"run_id": str(run.pk),
 				"workflow": run.workflow.slug,
 				"workflow_id": str(run.workflow_id),

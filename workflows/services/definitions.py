@@ -429,7 +429,8 @@ def template_instantiate(
 		actor=actor,
 		tenant=tenant,
 		name=name or template.name,
-		slug=slug,
+		# The template's slug is kept unless renamed: other templates may call it as a sub-workflow.
+		slug=slug if slug is not None else (None if name else template.slug),
 		description=template.description,
 		tags=list(template.tags),
 		definition=json.loads(json.dumps(template.definition)),
