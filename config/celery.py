@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -13,7 +13,11 @@ app = Celery("apg")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # engine: advancing runs (short, DB-bound); steps: I/O-bound actions, run with high
 # concurrency; steps.cpu: CPU-bound actions, one per core.
-app.conf.task_queues = (Queue("engine"), Queue("steps"), Queue("steps.cpu"))
+# Each queue has its own exchange and routing key: with one shared default binding, a
+# message sent to one queue would be copied into all three.
+app.conf.task_queues = tuple(
+	Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("engine", "steps", "steps.cpu")
+)
 app.conf.task_default_queue = "engine"
 app.autodiscover_tasks()
 

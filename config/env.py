@@ -46,6 +46,7 @@ _EXPECTS: dict[str, str] = {
 	"TIME_ZONE": "an IANA time zone name such as UTC or Europe/Paris",
 	"TENANT_CONCURRENCY_LIMIT": "a whole number of runs >= 1, or unset for no limit",
 	"STEP_LEASE_SECONDS": "a whole number of seconds from 5 to 3600",
+	"STEP_REDISPATCH_SECONDS": "a whole number of seconds from 1 to 86400",
 	"EVENT_RETENTION_SECONDS": "a whole number of seconds from 0 to 2592000",
 	"CONNECTOR_ALLOW_PRIVATE_NETWORKS": "true or false (true lets connectors call private and loopback addresses)",
 }
@@ -94,6 +95,7 @@ class EnvSettings(BaseSettings):
 	TIME_ZONE: str = "UTC"
 	TENANT_CONCURRENCY_LIMIT: int | None = Field(default=None, ge=1, le=1_000_000)
 	STEP_LEASE_SECONDS: int = Field(default=60, ge=5, le=3600)
+	STEP_REDISPATCH_SECONDS: int | None = Field(default=None, ge=1, le=86_400)
 	EVENT_RETENTION_SECONDS: int = Field(default=86_400, ge=0, le=30 * 86_400)
 	CONNECTOR_ALLOW_PRIVATE_NETWORKS: bool = False
 

@@ -33,6 +33,21 @@ def pytest_configure(config: pytest.Config) -> None:
 	settings.CACHES["default"]["KEY_PREFIX"] = f"apg-test-{worker}"
 	settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 	settings.EMBEDDED_WORKER = False
+	if settings.REDIS_URL:
+		# Each parallel test process gets its own broker database, so one never takes
+		# another's tasks (whose rows live in the other's test database).
+		from config.celery import app as celery_app
+
+		index = 1 + int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+		celery_app.conf.broker_url = broker_url_for(settings.REDIS_URL, index)
+
+
+def broker_url_for(redis_url: str, index: int) -> str:
+	"""``redis_url`` with the database number moved to a test-process-specific one (8 + index)."""
+	from urllib.parse import urlsplit, urlunsplit
+
+	parts = urlsplit(redis_url)
+	return urlunsplit(parts._replace(path=f"/{8 + index}"))
 
 
 def need_service(name: str, available: bool, how: str) -> None:
