@@ -138,7 +138,15 @@ else:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
-	{"visibility_timeout": 3600, "socket_connect_timeout": 2} if REDIS_URL else {"polling_interval": 0.01}
+	# Ten priority lists per queue, served highest first (run priority 9 -> broker priority 0).
+	{
+		"visibility_timeout": 3600,
+		"socket_connect_timeout": 2,
+		"queue_order_strategy": "priority",
+		"priority_steps": list(range(10)),
+	}
+	if REDIS_URL
+	else {"polling_interval": 0.01}
 )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False

@@ -29,8 +29,10 @@ def dispatch_steps(steps: list[tuple[str, str]], *, priority: int) -> None:
 		return
 	from workflows.tasks import execute_step_task
 
+	# Redis serves broker priority 0 first; run priority 9 is the most urgent.
+	broker_priority = 9 - max(0, min(9, priority))
 	for step_id, queue in steps:
-		execute_step_task.apply_async(args=(step_id,), queue=queue, priority=priority)
+		execute_step_task.apply_async(args=(step_id,), queue=queue, priority=broker_priority)
 
 
 def publish_events(*, run_id: str, tenant_id: str, events: list[tuple[int, str, str, Any]]) -> None:
