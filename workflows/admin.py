@@ -18,10 +18,17 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from workflows.models import (
 	ApiToken,
+	Approval,
 	AuditEvent,
+	Event,
+	EventSubscription,
 	Membership,
+	Run,
+	RunEvent,
+	StepRun,
 	Tenant,
 	TenantOwnedModel,
+	Timer,
 	User,
 	Workflow,
 	WorkflowTemplate,
@@ -242,3 +249,67 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
 			return queryset
 		tenant = getattr(request, "tenant", None)
 		return queryset.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+
+
+class ReadOnlyTenantAdmin(TenantScopedAdmin):
+	"""Execution records: written only by the engine, so read-only in the admin for everyone."""
+
+	def has_add_permission(self, request: HttpRequest) -> bool:
+		return False
+
+	def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+		return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyTenantAdmin):
+	list_display = (
+		"id",
+		"workflow",
+		"tenant",
+		"status",
+		"priority",
+		"trigger_kind",
+		"created_at",
+		"finished_at",
+	)
+	list_filter = ("status", "trigger_kind")
+	search_fields = ("id",)
+
+
+@admin.register(StepRun)
+class StepRunAdmin(ReadOnlyTenantAdmin):
+	list_display = ("key", "run", "node_type", "attempt", "status", "worker", "started_at", "finished_at")
+	list_filter = ("status", "node_type")
+	search_fields = ("key", "run__id")
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(ReadOnlyTenantAdmin):
+	list_display = ("run", "seq", "type", "step_key", "created_at")
+	list_filter = ("type",)
+
+
+@admin.register(Timer)
+class TimerAdmin(ReadOnlyTenantAdmin):
+	list_display = ("run", "key", "purpose", "fire_at")
+
+
+@admin.register(EventSubscription)
+class EventSubscriptionAdmin(ReadOnlyTenantAdmin):
+	list_display = ("run", "key", "event_type", "correlation")
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyTenantAdmin):
+	list_display = ("type", "correlation", "tenant", "delivered", "consumed_at", "created_at")
+	list_filter = ("type",)
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyTenantAdmin):
+	list_display = ("title", "run", "status", "role", "deadline_at", "decided_by", "decided_at")
+	list_filter = ("status",)

@@ -360,3 +360,26 @@ def test_json_log_lines(tenant: Tenant, capsys: pytest.CaptureFixture[str]) -> N
 	assert line["tenant_id"] == str(tenant.pk)
 	assert line["level"] == "INFO"
 	assert line["logger"] == "apg.test"
+
+
+def test_the_admin_lists_every_model_and_execution_records_are_read_only(
+	client: Client, tenant: Tenant, user_factory: Callable[..., User]
+) -> None:
+	from django.apps import apps
+	from django.contrib import admin as django_admin
+
+	root = user_factory(is_superuser=True, is_staff=True)
+	client.force_login(root)
+	ours = [
+		m
+		for m in apps.get_models()
+		if m._meta.app_label == "workflows" and not m.__name__.startswith("Historical")
+	]
+
+	missing = [m.__name__ for m in ours if m not in django_admin.site._registry]
+	pages = {m.__name__: client.get(f"/admin/workflows/{m._meta.model_name}/").status_code for m in ours}
+	add_run = client.get("/admin/workflows/run/add/")
+
+	assert missing == []
+	assert set(pages.values()) == {200}, pages
+	assert add_run.status_code == 403
