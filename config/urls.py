@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from workflows import views
+from workflows import triggers_api, views
 from workflows.graphql.view import TenantGraphQLView
 from workflows.health import HealthView, ReadinessView
 
@@ -30,4 +30,5 @@ urlpatterns = [
 	path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 	path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 	path("graphql", TenantGraphQLView.as_view(), name="graphql"),
+	path("hooks/<str:token>", triggers_api.webhook, name="trigger-webhook"),
 ]

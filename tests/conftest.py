@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 		from config.celery import app as celery_app
 
 		index = 1 + int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
-		celery_app.conf.broker_url = broker_url_for(settings.REDIS_URL, index)
+		celery_app.conf["broker_url"] = broker_url_for(settings.REDIS_URL, index)
 
 
 def broker_url_for(redis_url: str, index: int) -> str:

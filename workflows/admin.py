@@ -29,6 +29,7 @@ from workflows.models import (
 	Tenant,
 	TenantOwnedModel,
 	Timer,
+	Trigger,
 	User,
 	Workflow,
 	WorkflowTemplate,
@@ -313,3 +314,12 @@ class EventAdmin(ReadOnlyTenantAdmin):
 class ApprovalAdmin(ReadOnlyTenantAdmin):
 	list_display = ("title", "run", "status", "role", "deadline_at", "decided_by", "decided_at")
 	list_filter = ("status",)
+
+
+@admin.register(Trigger)
+class TriggerAdmin(ReadOnlyTenantAdmin):
+	"""Triggers are managed through their services (validation, audit); the signing secret is never shown."""
+
+	list_display = ("name", "kind", "workflow", "tenant", "enabled", "next_fire_at", "last_fired_at")
+	list_filter = ("kind", "enabled")
+	exclude = ("secret",)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
@@ -16,15 +16,19 @@ from workflows.engine.runtime import advance, happening_from_dict
 from workflows.engine.starting import admit_pending, start_if_admitted
 from workflows.engine.status import RunStatus, StepStatus
 from workflows.engine.worker import StepExecutor
-from workflows.models import Approval, Event, Run, StepRun, Timer
+from workflows.models import Approval, Event, Run, StepRun, Timer, Trigger, TriggerKind
+from workflows.services.triggers import cron_trigger_fire, event_triggers_start
 
 __all__ = [
 	"admit_runs_task",
 	"deliver_task",
 	"execute_step_task",
+	"fire_cron_triggers_task",
+	"fire_due_cron_triggers",
 	"fire_timer_task",
 	"notify_approval_task",
 	"reap_steps_task",
+	"start_event_triggers_task",
 	"start_run_task",
 	"sweep_events_task",
 	"sweep_timers_task",
@@ -182,3 +186,49 @@ def notify_approval_task(run_id: str, key: str) -> None:
 				],
 			},
 		)
+
+
+def fire_due_cron_triggers(*, now: datetime, limit: int = 1000) -> int:
+	"""Fire the due cron triggers of every tenant as of ``now``; the number of runs started.
+
+	Each trigger is fired in its own transaction under its row lock, taken with
+	``skip_locked``: two beats sweeping side by side each skip what the other holds, and the
+	holder moves ``next_fire_at`` past what it fired before committing, so no occurrence
+	fires twice.
+	"""
+	started = 0
+	for _ in range(limit):
+		with transaction.atomic():
+			trigger = (
+				Trigger.objects._unfiltered()
+				.select_for_update(skip_locked=True, of=("self",))
+				.filter(
+					kind=TriggerKind.CRON,
+					enabled=True,
+					deleted_at__isnull=True,
+					next_fire_at__lte=now,
+					tenant__is_active=True,
+					workflow__deleted_at__isnull=True,
+				)
+				.order_by("next_fire_at")
+				.first()
+			)
+			if trigger is None:
+				break
+			started += len(cron_trigger_fire(trigger=trigger, now=now))
+	return started
+
+
+@shared_task(name="apg.fire_cron_triggers", ignore_result=True)
+def fire_cron_triggers_task(limit: int = 1000) -> int:
+	"""Fire due cron triggers (every 5 s from beat; any number of beats may run)."""
+	return fire_due_cron_triggers(now=timezone.now(), limit=limit)
+
+
+@shared_task(name="apg.start_event_triggers", acks_late=True, ignore_result=True)
+def start_event_triggers_task(event_id: str) -> int:
+	"""Start the runs of the event triggers a published event matches (once per trigger and event)."""
+	event = Event.objects._unfiltered().select_related("tenant").filter(pk=event_id).first()
+	if event is None or not event.tenant.is_active:
+		return 0
+	return len(event_triggers_start(event=event))

@@ -169,6 +169,11 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
 		"options": {"queue": "engine", "expires": 5},
 	},
 	"reap-steps": {"task": "apg.reap_steps", "schedule": 15.0, "options": {"queue": "engine", "expires": 30}},
+	"fire-cron-triggers": {
+		"task": "apg.fire_cron_triggers",
+		"schedule": 5.0,
+		"options": {"queue": "engine", "expires": 10},
+	},
 	"sweep-events": {
 		"task": "apg.sweep_events",
 		"schedule": 3600.0,

@@ -137,11 +137,13 @@ def test_quickstart_serves_login_dashboard_and_readyz_then_stops_on_ctrl_c(tmp_p
 		if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}
 	}
 	env |= {"DATA_DIR": str(tmp_path), "QUICKSTART_PASSWORD": "quick start phrase 42"}
+	log_path = tmp_path / "quickstart.log"
+	log = log_path.open("w")
 	process = subprocess.Popen(
 		[sys.executable, "manage.py", "quickstart", "--port", str(port)],
 		cwd=BASE_DIR,
 		env=env,
-		stdout=subprocess.PIPE,
+		stdout=log,
 		stderr=subprocess.STDOUT,
 		text=True,
 	)
@@ -154,23 +156,27 @@ def test_quickstart_serves_login_dashboard_and_readyz_then_stops_on_ctrl_c(tmp_p
 					assert response.status == 200
 					break
 			except (urllib.error.URLError, ConnectionError):
-				assert process.poll() is None, process.stdout.read() if process.stdout else ""
-				assert time.monotonic() < deadline, "quickstart did not serve /healthz within 150 s"
+				assert process.poll() is None, log_path.read_text()
+				assert time.monotonic() < deadline, (
+					f"quickstart did not serve /healthz within 150 s:\n{log_path.read_text()}"
+				)
 				time.sleep(0.3)
-		with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+		with urllib.request.urlopen(f"{base}/readyz", timeout=60) as response:
 			ready = response.status
 		jar = CookieJar()
 		opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-		login_page = opener.open(f"{base}/", timeout=5).read().decode()
+		login_page = opener.open(f"{base}/", timeout=60).read().decode()
 		csrf = next(c.value for c in jar if c.name == "csrftoken")
 		form = f"username=owner&password=quick+start+phrase+42&csrfmiddlewaretoken={csrf}".encode()
 		request = urllib.request.Request(
 			f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/accounts/login/"}
 		)
-		dashboard = opener.open(request, timeout=5).read().decode()
+		dashboard = opener.open(request, timeout=60).read().decode()
 	finally:
 		process.send_signal(signal.SIGINT)
-		output, _ = process.communicate(timeout=30)
+		process.wait(timeout=30)
+		log.close()
+	output = log_path.read_text()
 
 	assert ready == 200
 	assert 'type="password"' in login_page

@@ -17,6 +17,7 @@ from workflows.models.definitions import (
 )
 from workflows.models.engine import Approval, Event, EventSubscription, Run, RunEvent, StepRun, Timer
 from workflows.models.tenancy import ApiToken, Membership, Tenant, User
+from workflows.models.triggers import MissedFirePolicy, Trigger, TriggerKind
 
 __all__ = [
 	"Approval",
@@ -42,4 +43,7 @@ __all__ = [
 	"WorkflowVersion",
 	"empty_definition",
 	"uuid7",
+	"MissedFirePolicy",
+	"Trigger",
+	"TriggerKind",
 ]

@@ -42,6 +42,7 @@ class Workflow(TenantOwnedModel):
 	owner = models.ForeignKey(
 		settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
 	)
+	owner_id: UUID | None
 	draft = models.JSONField(default=empty_definition)
 	draft_revision = models.PositiveIntegerField(default=1)
 	archived_at = models.DateTimeField(null=True, blank=True)

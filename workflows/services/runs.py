@@ -262,6 +262,9 @@ class EventOutcome:
 	event: Event
 	delivered: int
 	kept: bool
+	# Event triggers of this type the event was handed to; each starts a run after commit
+	# when its filter matches (see workflows.services.triggers.event_triggers_start).
+	started: int = 0
 
 
 def event_publish(
@@ -312,6 +315,9 @@ def event_publish(
 				run_later("deliver", run_id, happening)
 
 		transaction.on_commit(deliver)
+		from workflows.services.triggers import event_triggers_schedule
+
+		started = event_triggers_schedule(event=event)
 		if actor is not None:
 			audit_record(
 				actor=actor,
@@ -320,4 +326,4 @@ def event_publish(
 				obj=event,
 				extra={"delivered": len(waiting)},
 			)
-	return EventOutcome(event=event, delivered=len(waiting), kept=not waiting)
+	return EventOutcome(event=event, delivered=len(waiting), kept=not waiting, started=started)

@@ -33,7 +33,12 @@ class Command(BaseCommand):
 		parser.add_argument("--input", default="{}", help="The run input as JSON (default {}).")
 		parser.add_argument("--tenant", help="The organization's slug (needed when there are several).")
 		parser.add_argument("--user", help="Start as this member (default: the organization's first owner).")
-		parser.add_argument("--pin-version", dest="pin_version", type=int, help="Run this published version (default: the latest).")
+		parser.add_argument(
+			"--pin-version",
+			dest="pin_version",
+			type=int,
+			help="Run this published version (default: the latest).",
+		)
 		parser.add_argument("--priority", type=int, help="0 to 9; higher starts first under contention.")
 		parser.add_argument("--follow", action="store_true", help="Show the run live until it ends.")
 		parser.add_argument(
