@@ -8,7 +8,7 @@ import pytest
 
 from tests.engine.harness import END, START, Failure, Sim, definition, node, replay, task
 from workflows.dsl import RetryPolicy
-from workflows.engine.core import Cancel, Pause, Resume, RetryFailed, StepError, StepSucceeded, _backoff
+from workflows.engine.core import Cancel, Pause, Resume, RetryFailed, StepError, StepSucceeded, backoff
 from workflows.engine.status import IllegalTransition, RunStatus, StepStatus, check_run_transition
 
 
@@ -692,9 +692,9 @@ def test_backoff_is_capped_and_deterministic() -> None:
 		max_attempts=10, initial_interval_seconds=1, backoff_coefficient=3, max_interval_seconds=20
 	)
 
-	delays = [_backoff(policy, attempt, "root:x") for attempt in range(1, 8)]
+	delays = [backoff(policy, attempt, "root:x") for attempt in range(1, 8)]
 
-	assert delays == [_backoff(policy, attempt, "root:x") for attempt in range(1, 8)]
+	assert delays == [backoff(policy, attempt, "root:x") for attempt in range(1, 8)]
 	assert all(d <= 20 for d in delays)
 	assert delays[0] < delays[2]
 

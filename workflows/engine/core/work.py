@@ -1,546 +1,55 @@
-"""The scheduling core: given a definition, a run's state and one happening, decide what happens next.
-
-Pure and deterministic: no Django, no Celery, no clock, no randomness. The caller passes
-``now`` and gets back the new state and a list of commands (dispatch a step, start a
-timer, subscribe to an event, record a step, finish the run, ...). ``advance`` in
-:mod:`workflows.engine.runtime` applies it under a row lock and carries the commands out
-after commit. Replaying the recorded happenings through the core from the start
-reproduces a run's final state exactly.
-
-Execution model. A *frame* is one instance of a graph: the definition's top level, or one
-map item or loop iteration of a body. Nodes in a frame are activated when an incoming edge
-is taken; each activation is one *step*, keyed ``<frame>:<node>``. Tokens carry a stack
-of (fork, branch) tags so a join knows which branches of its fork have arrived. A frame
-finishes when nothing in it is active any more: it fails when a failure was not handled
-by an error edge; otherwise it succeeds, with the output of its last finished node (an
-``end`` node's output when it has one).
-
-The state is a JSON-ready dict, stored on the run row. Node outputs live in it (the
-context of every expression is built from it); finished body frames are folded into
-their map or loop node so the state stays proportional to what is active.
-"""
+"""One application of a happening to a run's state: the node semantics of the scheduling core."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from workflows.dsl import (
-	Definition,
-	Edge,
-	LoopNode,
-	MapNode,
-	Node,
-	RetryPolicy,
-	SubWorkflowNode,
-	parse_duration,
-	parse_timestamp,
+from workflows.dsl import Edge, Node, RetryPolicy, SubWorkflowNode, parse_duration, parse_timestamp
+from workflows.engine.core.commands import (
+	CancelChild,
+	CancelStep,
+	CancelTimers,
+	CloseApproval,
+	Command,
+	Dispatch,
+	Emit,
+	EscalateApproval,
+	Finish,
+	RecordStep,
+	RequestApproval,
+	StartChild,
+	StartTimer,
+	Subscribe,
+	Unsubscribe,
+)
+from workflows.engine.core.common import ROOT, TERMINAL, IllegalRetry, Stale, backoff
+from workflows.engine.core.graph import handle_of as _handle
+from workflows.engine.core.happenings import (
+	ApprovalDecided,
+	Cancel,
+	ChildFinished,
+	EventReceived,
+	Happening,
+	Pause,
+	Resume,
+	RetryFailed,
+	Start,
+	StepError,
+	StepFailed,
+	StepSucceeded,
+	TimerFired,
 )
 from workflows.engine.status import IllegalTransition, RunStatus, StepStatus, check_run_transition
 from workflows.expressions import ExpressionError, compile_expression, compile_template
 
-__all__ = [
-	"ROOT",
-	"ApprovalDecided",
-	"Cancel",
-	"CancelChild",
-	"CancelStep",
-	"CancelTimers",
-	"ChildFinished",
-	"CloseApproval",
-	"Command",
-	"Dispatch",
-	"Emit",
-	"Engine",
-	"EscalateApproval",
-	"EventReceived",
-	"Finish",
-	"Happening",
-	"Pause",
-	"RecordStep",
-	"RequestApproval",
-	"Resume",
-	"RetryFailed",
-	"Start",
-	"StartChild",
-	"StartTimer",
-	"StepError",
-	"StepFailed",
-	"StepSucceeded",
-	"Subscribe",
-	"TimerFired",
-	"Transition",
-	"Unsubscribe",
-]
+if TYPE_CHECKING:
+	from workflows.engine.core.engine import Engine
 
-ROOT = "root"
-STATE_VERSION = 1
+__all__ = ["Work"]
 
-# --- happenings ---------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class StepError:
-	"""Why a step failed: a stable ``code``, a message for people, and whether a retry may help."""
-
-	code: str
-	message: str
-	retryable: bool = False
-	details: dict[str, Any] | None = None
-
-	def as_dict(self) -> dict[str, Any]:
-		"""JSON-ready form (stored on steps and events)."""
-		data: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
-		if self.details:
-			data["details"] = self.details
-		return data
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-	"""Begin the run with ``input``; ``meta`` (run id, workflow, version, ...) is exposed as ``.run``."""
-
-	input: Any
-	meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class StepSucceeded:
-	"""A dispatched step (attempt) finished with ``output``."""
-
-	key: str
-	attempt: int
-	output: Any
-
-
-@dataclass(frozen=True, slots=True)
-class StepFailed:
-	"""A dispatched step (attempt) failed."""
-
-	key: str
-	attempt: int
-	error: StepError
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-	"""A timer started by the core is due."""
-
-	key: str
-	purpose: str
-
-
-@dataclass(frozen=True, slots=True)
-class EventReceived:
-	"""An event matched the subscription of a wait-for-event step."""
-
-	key: str
-	payload: Any
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalDecided:
-	"""Someone approved or rejected an approval step."""
-
-	key: str
-	decision: Literal["approved", "rejected"]
-	by: str
-	comment: str = ""
-	data: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildFinished:
-	"""A sub-workflow run finished."""
-
-	key: str
-	succeeded: bool
-	output: Any = None
-	error: StepError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-	"""Stop the run; with ``compensate`` undo its completed steps first."""
-
-	compensate: bool = False
-	reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-	"""Dispatch nothing new until resumed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-	"""Undo a pause: dispatch what was held."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryFailed:
-	"""Retry a failed run from its failed steps, keeping every earlier output."""
-
-
-Happening = (
-	Start
-	| StepSucceeded
-	| StepFailed
-	| TimerFired
-	| EventReceived
-	| ApprovalDecided
-	| ChildFinished
-	| Cancel
-	| Pause
-	| Resume
-	| RetryFailed
-)
-
-# --- commands ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-	"""Send a task step (or a compensation) to a worker queue."""
-
-	key: str
-	node_id: str
-	attempt: int
-	connector: str
-	action: str
-	connection: str | None
-	input: Any
-	queue: str
-	timeout: float
-	idempotency_key: str
-	output_template: Any = None
-	compensation: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RecordStep:
-	"""Persist the state of one step (node activation and attempt)."""
-
-	key: str
-	node_id: str
-	node_type: str
-	frame: str
-	status: StepStatus
-	attempt: int = 1
-	input: Any = None
-	output: Any = None
-	error: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StartTimer:
-	"""Fire :class:`TimerFired` (key, purpose) at ``fire_at`` (seconds since the epoch)."""
-
-	key: str
-	purpose: str
-	fire_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimers:
-	"""Drop the timers of a step."""
-
-	key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-	"""Deliver the next event of ``event_type`` whose correlation equals ``correlation``."""
-
-	key: str
-	event_type: str
-	correlation: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-	"""Drop a step's event subscription."""
-
-	key: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestApproval:
-	"""Open a human task."""
-
-	key: str
-	node_id: str
-	title: str
-	instructions: Any
-	assignees: tuple[str, ...]
-	role: str | None
-	form_schema: dict[str, Any]
-	deadline_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class EscalateApproval:
-	"""Hand an open approval to other people."""
-
-	key: str
-	to_role: str | None
-	to_assignees: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CloseApproval:
-	"""The approval is decided, timed out or cancelled."""
-
-	key: str
-	outcome: str
-
-
-@dataclass(frozen=True, slots=True)
-class StartChild:
-	"""Start a sub-workflow run."""
-
-	key: str
-	workflow: str
-	version: int | str
-	input: Any
-	wait: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CancelChild:
-	"""Cancel a sub-workflow run."""
-
-	key: str
-
-
-@dataclass(frozen=True, slots=True)
-class CancelStep:
-	"""Ask the worker executing a step to stop."""
-
-	key: str
-	attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-	"""Append a RunEvent (published live)."""
-
-	type: str
-	data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-	"""The run reached a terminal status."""
-
-	status: RunStatus
-	output: Any = None
-	error: dict[str, Any] | None = None
-
-
-Command = (
-	Dispatch
-	| RecordStep
-	| StartTimer
-	| CancelTimers
-	| Subscribe
-	| Unsubscribe
-	| RequestApproval
-	| EscalateApproval
-	| CloseApproval
-	| StartChild
-	| CancelChild
-	| CancelStep
-	| Emit
-	| Finish
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-	"""The outcome of applying one happening."""
-
-	state: dict[str, Any]
-	commands: list[Command]
-	status: RunStatus
-
-
-class Stale(Exception):
-	"""The happening refers to a step attempt that is no longer current (a redelivery): ignore it."""
-
-
-# --- the graph, prepared once per definition ------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Level:
-	"""One graph level (the top, or a body) with what the core needs precomputed."""
-
-	path: str
-	nodes: dict[str, Node]
-	edges_out: dict[str, list[Edge]]
-	entry: str
-	forks_of: dict[str, str]  # join id -> fork id
-	incoming: dict[str, int]
-
-
-def _handle(edge: Edge) -> str:
-	return edge.source_handle or "out"
-
-
-def _prepare(nodes: list[Node], edges: list[Edge], path: str, levels: dict[str, _Level]) -> None:
-	by_id = {n.id: n for n in nodes}
-	out: dict[str, list[Edge]] = {n.id: [] for n in nodes}
-	incoming = dict.fromkeys(by_id, 0)
-	for edge in edges:
-		out[edge.source].append(edge)
-		incoming[edge.target] += 1
-	# Conditioned edges are tried in order before unconditioned ones (the documented rule).
-	for node_id, node_edges in out.items():
-		out[node_id] = [e for e in node_edges if e.condition is not None] + [
-			e for e in node_edges if e.condition is None
-		]
-	starts = [n.id for n in nodes if n.type == "start"]
-	entry = starts[0] if starts else next(n.id for n in nodes if incoming[n.id] == 0)
-	levels[path] = _Level(path, by_id, out, entry, _infer_forks(by_id, out, entry), incoming)
-	for node in nodes:
-		if isinstance(node, MapNode | LoopNode):
-			body = node.config.body
-			_prepare(body.nodes, body.edges, f"{path}/{node.id}", levels)
-
-
-def _infer_forks(by_id: dict[str, Node], out: dict[str, list[Edge]], entry: str) -> dict[str, str]:
-	"""Each join's fork: explicit, else the nearest parallel node dominating it."""
-	order: list[str] = []
-	seen: set[str] = set()
-
-	def visit(node_id: str) -> None:
-		if node_id in seen:
-			return
-		seen.add(node_id)
-		for edge in out[node_id]:
-			visit(edge.target)
-		order.append(node_id)
-
-	visit(entry)
-	order.reverse()
-	preds: dict[str, set[str]] = {n: set() for n in order}
-	for node_id in order:
-		for edge in out[node_id]:
-			if edge.target in preds:
-				preds[edge.target].add(node_id)
-	dom: dict[str, set[str]] = {}
-	for node_id in order:
-		incoming = [dom[p] for p in preds[node_id] if p in dom]
-		dom[node_id] = (set.intersection(*incoming) if incoming else set()) | {node_id}
-	position = {n: i for i, n in enumerate(order)}
-	forks: dict[str, str] = {}
-	for node_id in order:
-		node = by_id[node_id]
-		if node.type != "join":
-			continue
-		explicit = node.config.fork
-		if explicit:
-			forks[node_id] = explicit
-			continue
-		candidates = [d for d in dom[node_id] if d != node_id and by_id[d].type == "parallel"]
-		if candidates:
-			forks[node_id] = max(candidates, key=position.__getitem__)
-	return forks
-
-
-# --- the engine -------------------------------------------------------------------------------
-
-
-class Engine:
-	"""The scheduling core for one definition. Build it once per published version and reuse it."""
-
-	def __init__(self, definition: Definition, *, expression_timeout: float | None = None) -> None:
-		self.definition = definition
-		self.levels: dict[str, _Level] = {}
-		_prepare(definition.nodes, definition.edges, "", self.levels)
-		self.expression_timeout = expression_timeout
-		self.compensable = {
-			node.id
-			for level in self.levels.values()
-			for node in level.nodes.values()
-			if node.type == "task" and node.config.compensation is not None
-		}
-
-	# -- entry point --------------------------------------------------------------------------
-
-	def apply(self, state: dict[str, Any] | None, happening: Happening, *, now: float) -> Transition:
-		"""Apply one happening to a run's state.
-
-		Raises:
-			IllegalTransition: a lifecycle request the run's status does not allow.
-			Stale: the happening is a duplicate or concerns a superseded attempt; ignore it.
-		"""
-		if isinstance(happening, Start):
-			assert state is None, "a run starts once"
-			work = _Work(self, _new_state(happening), now)
-			work.start(happening)
-		else:
-			assert state is not None, "only Start may create a state"
-			assert state.get("v") == STATE_VERSION, "unknown state version"
-			work = _Work(self, copy.deepcopy(state), now)
-			work.handle(happening)
-		work.settle()
-		status = RunStatus(work.state["status"])
-		self._check_invariants(work.state)
-		return Transition(work.state, work.commands, status)
-
-	def _check_invariants(self, state: dict[str, Any]) -> None:
-		status = RunStatus(state["status"])
-		if status in (
-			RunStatus.SUCCEEDED,
-			RunStatus.CANCELLED,
-			RunStatus.COMPENSATED,
-			RunStatus.COMPENSATION_FAILED,
-		):
-			active = [
-				k
-				for f in state["frames"].values()
-				for k, n in f["nodes"].items()
-				if n["status"] in (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.SCHEDULED)
-			]
-			assert not active, f"a finished run still has active steps: {active}"
-
-	# -- helpers used by _Work --------------------------------------------------------------------
-
-	def level_of(self, frame: dict[str, Any]) -> _Level:
-		return self.levels[frame["graph"]]
-
-
-def _new_state(start: Start) -> dict[str, Any]:
-	return {
-		"v": STATE_VERSION,
-		"status": RunStatus.PENDING.value,
-		"input": start.input,
-		"meta": start.meta,
-		"frames": {},
-		"seq": 0,
-		"completed": [],
-		"held": [],
-		"compensation": None,
-		"output": None,
-		"error": None,
-	}
-
-
-def _backoff(policy: RetryPolicy, attempt: int, key: str) -> float:
-	"""Delay before ``attempt + 1``: exponential (fixed when the coefficient is 1), capped, with
-	deterministic jitter of up to ±20% derived from the step key, so replays agree."""
-	base = policy.initial_interval_seconds * policy.backoff_coefficient ** (attempt - 1)
-	base = min(base, policy.max_interval_seconds)
-	digest = hashlib.sha256(f"{key}#{attempt}".encode()).digest()
-	fraction = int.from_bytes(digest[:4], "big") / 0xFFFFFFFF  # 0..1
-	return max(0.0, min(base * (0.8 + 0.4 * fraction), policy.max_interval_seconds))
-
-
-class _Work:
+class Work:
 	"""One application of a happening: mutates a private copy of the state, collects commands."""
 
 	def __init__(self, engine: Engine, state: dict[str, Any], now: float) -> None:
@@ -1460,7 +969,7 @@ class _Work:
 			and comp["attempt"] < policy.max_attempts
 			and error.code not in policy.non_retryable_errors
 		):
-			delay = _backoff(policy, comp["attempt"], happening.key)
+			delay = backoff(policy, comp["attempt"], happening.key)
 			comp["attempt"] += 1
 			self.emit(
 				"compensation.retrying",
@@ -1536,7 +1045,7 @@ class _Work:
 			and happening.attempt < policy.max_attempts
 			and error.code not in policy.non_retryable_errors
 		):
-			delay = _backoff(policy, happening.attempt, happening.key)
+			delay = backoff(policy, happening.attempt, happening.key)
 			ns["status"] = StepStatus.WAITING.value
 			ns["error"] = error.as_dict()
 			ns["retry_at"] = self.now + delay
@@ -1742,22 +1251,3 @@ class _Work:
 					del frame["nodes"][node_id]
 					self.activate(frame, node_id, tags=ns.get("tags", []))
 			self.settle_frame_later(frame)
-
-
-class IllegalRetry(Exception):
-	"""Only a failed run can be retried from its failed steps."""
-
-	def __init__(self, status: RunStatus) -> None:
-		self.status = status
-		super().__init__(f"Cannot retry: the run is {status.value}; only failed runs can be retried.")
-
-
-TERMINAL = frozenset(
-	{
-		RunStatus.SUCCEEDED,
-		RunStatus.FAILED,
-		RunStatus.CANCELLED,
-		RunStatus.COMPENSATED,
-		RunStatus.COMPENSATION_FAILED,
-	}
-)
