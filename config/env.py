@@ -20,7 +20,7 @@ __all__ = ["BASE_DIR", "ConfigError", "EnvSettings", "load_env"]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-_SECRET_FIELDS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL"})
+_SECRET_FIELDS = frozenset({"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "SECRETS_ENCRYPTION_KEY"})
 
 # What each variable expects, in words an operator can act on. Pydantic's own message is
 # appended, so these only need to say the expected shape.
@@ -48,6 +48,7 @@ _EXPECTS: dict[str, str] = {
 	"STEP_LEASE_SECONDS": "a whole number of seconds from 5 to 3600",
 	"STEP_REDISPATCH_SECONDS": "a whole number of seconds from 1 to 86400",
 	"EVENT_RETENTION_SECONDS": "a whole number of seconds from 0 to 2592000",
+	"SECRETS_ENCRYPTION_KEY": "one or more Fernet keys, comma-separated (python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
 	"CONNECTOR_ALLOW_PRIVATE_NETWORKS": "true or false (true lets connectors call private and loopback addresses)",
 }
 
@@ -98,6 +99,7 @@ class EnvSettings(BaseSettings):
 	STEP_REDISPATCH_SECONDS: int | None = Field(default=None, ge=1, le=86_400)
 	EVENT_RETENTION_SECONDS: int = Field(default=86_400, ge=0, le=30 * 86_400)
 	CONNECTOR_ALLOW_PRIVATE_NETWORKS: bool = False
+	SECRETS_ENCRYPTION_KEY: str | None = None
 
 	_split_hosts = field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", mode="before")(_split_csv)
 

@@ -25,6 +25,7 @@ from workflows.models import (
 	Membership,
 	Run,
 	RunEvent,
+	Secret,
 	StepRun,
 	Tenant,
 	TenantOwnedModel,
@@ -323,3 +324,11 @@ class TriggerAdmin(ReadOnlyTenantAdmin):
 	list_display = ("name", "kind", "workflow", "tenant", "enabled", "next_fire_at", "last_fired_at")
 	list_filter = ("kind", "enabled")
 	exclude = ("secret",)
+
+
+@admin.register(Secret)
+class SecretAdmin(ReadOnlyTenantAdmin):
+	"""Secrets are set through their service; the admin shows names only, never values."""
+
+	list_display = ("name", "tenant", "description", "updated_at")
+	exclude = ("ciphertext",)

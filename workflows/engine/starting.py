@@ -6,7 +6,9 @@ come first served, whenever a run of the tenant finishes.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +18,7 @@ from workflows.engine.core import Start
 from workflows.engine.runtime import advance, engine_for
 from workflows.engine.status import ACTIVE_RUN_STATUSES, RunStatus
 from workflows.models import Run, Tenant, User, Workflow, WorkflowVersion
+from workflows.services.secrets import secret_names
 
 __all__ = ["admit_pending", "create_run", "start_if_admitted"]
 
@@ -82,9 +85,20 @@ def _start(run: Run) -> None:
 				"started_at": run.created_at.isoformat(),
 				"trigger": run.trigger_kind,
 				"parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+				# Names only: expressions see secret://NAME markers, resolved when a step executes.
+				# Names the definition uses but the tenant lacks become markers too, so the step
+				# fails saying which secret is missing instead of sending an empty credential.
+				"secret_names": sorted(set(secret_names(run.tenant_id)) | _referenced_secrets(run.version.definition)),
 			},
 		),
 	)
+
+
+_SECRET_REF = re.compile(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _referenced_secrets(definition: dict[str, Any]) -> set[str]:
+	return set(_SECRET_REF.findall(json.dumps(definition)))
 
 
 def start_if_admitted(run: Run) -> bool:

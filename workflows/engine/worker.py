@@ -25,8 +25,16 @@ from workflows.context import run_context
 from workflows.engine.core import StepError, StepFailed, StepSucceeded
 from workflows.engine.runtime import advance
 from workflows.engine.status import StepStatus
-from workflows.expressions import ExpressionError, compile_template
+from workflows.expressions import (
+	ExpressionError,
+	compile_template,
+	find_secret_refs,
+	redact,
+	resolve_secret_refs,
+)
+from workflows.expressions.errors import UnknownSecretError
 from workflows.models import StepRun
+from workflows.services.secrets import secret_values
 
 __all__ = ["StepExecutor", "record_outcome"]
 
@@ -82,17 +90,29 @@ class StepExecutor:
 			network=NetworkPolicy(allow_private=settings.CONNECTOR_ALLOW_PRIVATE_NETWORKS),
 			logger=self.logger,
 		)
+		try:
+			params, secrets = self._with_secrets(step)
+		except UnknownSecretError as exc:
+			message = f"{exc}; add it with `manage.py set_secret` (or under Secrets), or fix the name"
+			return StepFailed(step.key, step.attempt, StepError("unknown_secret", message))
 		heartbeat = threading.Thread(target=self._heartbeat, name=f"lease-{step.pk}", daemon=True)
 		heartbeat.start()
 		started = time.perf_counter()
 		try:
-			output = execute_sync(action, params=step.input or {}, ctx=ctx, timeout=dispatch.get("timeout"))
+			output = execute_sync(action, params=params, ctx=ctx, timeout=dispatch.get("timeout"))
 		except ActionError as exc:
-			error = StepError(exc.code, str(exc), exc.retryable, getattr(exc, "details", None))
+			error = StepError(
+				exc.code,
+				redact(str(exc), secrets),
+				exc.retryable,
+				redact(getattr(exc, "details", None), secrets),
+			)
 			self._log_failed(step, error, time.perf_counter() - started)
 			return StepFailed(step.key, step.attempt, error)
 		finally:
 			self._stop.set()
+		# A service that echoes a credential back must not leak it into outputs and events.
+		output = redact(output, secrets)
 		template = dispatch.get("output_template")
 		if template is not None:
 			try:
@@ -108,6 +128,16 @@ class StepExecutor:
 				error = StepError("expression_error", str(exc.at(node_id=step.node_id, field="output")))
 				return StepFailed(step.key, step.attempt, error)
 		return StepSucceeded(step.key, step.attempt, output)
+
+	def _with_secrets(self, step: StepRun) -> tuple[Any, list[str]]:
+		"""The step input with secret://NAME markers replaced by values, and the values used."""
+		names = find_secret_refs(step.input)
+		if not names:
+			return step.input or {}, []
+		values = secret_values(step.tenant_id, names)
+		return resolve_secret_refs(step.input or {}, lambda name: _lookup(values, name)), list(
+			values.values()
+		)
 
 	def _heartbeat(self) -> None:
 		"""Extend the lease every third of it; pass on a cancellation asked for meanwhile."""
@@ -139,6 +169,12 @@ class StepExecutor:
 			error.code,
 			extra={"run_id": str(step.run_id), "step_id": str(step.pk), "tenant_id": str(step.tenant_id)},
 		)
+
+
+def _lookup(values: dict[str, str], name: str) -> str:
+	if name not in values:
+		raise UnknownSecretError(name)
+	return values[name]
 
 
 def record_outcome(step: StepRun, outcome: StepSucceeded | StepFailed) -> bool:

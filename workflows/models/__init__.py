@@ -16,10 +16,12 @@ from workflows.models.definitions import (
 	empty_definition,
 )
 from workflows.models.engine import Approval, Event, EventSubscription, Run, RunEvent, StepRun, Timer
+from workflows.models.secrets import Secret
 from workflows.models.tenancy import ApiToken, Membership, Tenant, User
 from workflows.models.triggers import MissedFirePolicy, Trigger, TriggerKind
 
 __all__ = [
+	"Secret",
 	"Approval",
 	"Event",
 	"EventSubscription",

@@ -16,7 +16,7 @@ from workflows.models.base import TenantManager, TenantQuerySet, uuid7
 __all__ = ["AuditEvent", "AuditImmutableError", "diff_snapshots", "snapshot"]
 
 # Values never copied into the audit trail, whatever model they live on.
-_REDACTED_FIELDS = frozenset({"key_hash", "password", "secret", "encrypted_secrets"})
+_REDACTED_FIELDS = frozenset({"key_hash", "password", "secret", "encrypted_secrets", "ciphertext"})
 
 
 class AuditImmutableError(RuntimeError):
