@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from workflows.api.errors import problem
+from workflows.api.parsers import find_nul
 from workflows.context import tenant_scope
 from workflows.errors import Conflict, ValidationFailed
 from workflows.expressions.errors import format_bytes
@@ -71,9 +72,13 @@ def _no_constants(name: str) -> Never:
 def _parse(body: bytes) -> Any:
 	"""The body as JSON; ValueError says what is wrong with it."""
 	try:
-		return json.loads(body, parse_constant=_no_constants)
+		data = json.loads(body, parse_constant=_no_constants)
 	except RecursionError:
 		raise ValueError("it is nested too deeply") from None
+	where = find_nul(data)
+	if where is not None:
+		raise ValueError(f"it contains a NUL character (\\u0000) at {where or '/'}, which cannot be stored")
+	return data
 
 
 @csrf_exempt

@@ -259,6 +259,11 @@ REST_FRAMEWORK = {
 		"rest_framework.authentication.SessionAuthentication",
 	],
 	"DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+	"DEFAULT_PARSER_CLASSES": [
+		"workflows.api.parsers.StrictJSONParser",
+		"rest_framework.parsers.FormParser",
+		"rest_framework.parsers.MultiPartParser",
+	],
 	"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 	"DEFAULT_THROTTLE_RATES": {"login": "10/min"},
 	"EXCEPTION_HANDLER": "workflows.api.errors.problem_exception_handler",

@@ -383,3 +383,21 @@ def test_the_admin_lists_every_model_and_execution_records_are_read_only(
 	assert missing == []
 	assert set(pages.values()) == {200}, pages
 	assert add_run.status_code == 403
+
+
+@pytest.mark.parametrize(
+	("body", "pointer"),
+	[({"name": "bad\u0000name"}, "/name"), ({"name": "ok", "x": [{"k\u0000": 1}]}, "/x/0/k\u0000")],
+)
+def test_nul_characters_are_refused_with_a_4xx_not_a_crash(
+	tenant: Tenant,
+	owner: User,
+	token_client: Callable[[User, Tenant], APIClient],
+	body: dict[str, Any],
+	pointer: str,
+) -> None:
+	response = token_client(owner, tenant).post("/api/v1/tokens/", body, format="json")
+
+	assert response.status_code == 400
+	assert "NUL character" in response.json()["detail"]
+	assert response["Content-Type"] == "application/problem+json"
