@@ -88,7 +88,9 @@ def _start(run: Run) -> None:
 				# Names only: expressions see secret://NAME markers, resolved when a step executes.
 				# Names the definition uses but the tenant lacks become markers too, so the step
 				# fails saying which secret is missing instead of sending an empty credential.
-				"secret_names": sorted(set(secret_names(run.tenant_id)) | _referenced_secrets(run.version.definition)),
+				"secret_names": sorted(
+					set(secret_names(run.tenant_id)) | _referenced_secrets(run.version.definition)
+				),
 			},
 		),
 	)
