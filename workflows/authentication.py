@@ -7,7 +7,9 @@ expired, no longer a member) gets the same 401, so a caller cannot probe which i
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
@@ -66,3 +68,18 @@ def token_user(raw: str) -> tuple[User, ApiToken] | None:
 	"""For non-DRF entry points (GraphQL view, WebSocket): the user and token, or None."""
 	token = api_token_authenticate(raw)
 	return None if token is None else (token.user, token)
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+	"""Describes API token authentication in the OpenAPI document (a bearer token)."""
+
+	target_class = "workflows.authentication.ApiTokenAuthentication"
+	name = "apiToken"
+
+	def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+		return {
+			"type": "http",
+			"scheme": "bearer",
+			"bearerFormat": "apg_<token>",
+			"description": "A personal API token.",
+		}

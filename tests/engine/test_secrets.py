@@ -41,7 +41,7 @@ class _Recorder(BaseHTTPRequestHandler):
 		self.end_headers()
 		self.wfile.write(answer)
 
-	def log_message(self, *args: Any) -> None:
+	def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
 		pass
 
 

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,9 +21,24 @@ from rest_framework.test import APIClient
 
 from config.env import BASE_DIR
 from workflows.context import tenant_scope
-from workflows.models import ApiToken, AuditEvent, Membership, Tenant, User
+from workflows.models import (
+	ApiToken,
+	Approval,
+	AuditEvent,
+	Membership,
+	Run,
+	StepRun,
+	Tenant,
+	Trigger,
+	User,
+	Workflow,
+	WorkflowTemplate,
+)
 from workflows.roles import Role
+from workflows.services.definitions import template_publish, workflow_create, workflow_publish
+from workflows.services.runs import run_start
 from workflows.services.tokens import api_token_create
+from workflows.services.triggers import trigger_create
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +46,13 @@ pytestmark = pytest.mark.django_db
 # route with a parameter missing here fails test_every_rest_route_is_walked.
 OBJECT_FOR_PARAM: dict[str, Callable[[Tenant], Any]] = {
 	"token_id": lambda t: ApiToken.objects.for_tenant(t).first(),
+	"workflow_id": lambda t: Workflow.objects.for_tenant(t).first(),
+	"number": lambda t: SimpleNamespace(pk=1),  # version 1 of that tenant's workflow
+	"template_id": lambda t: WorkflowTemplate.objects.filter(tenant=t).first(),
+	"run_id": lambda t: Run.objects.for_tenant(t).first(),
+	"step_id": lambda t: StepRun.objects.for_tenant(t).first(),
+	"approval_id": lambda t: Approval.objects.for_tenant(t).first(),
+	"trigger_id": lambda t: Trigger.objects.for_tenant(t).first(),
 }
 
 # Where the unscoped escape hatches may appear, and why. Anything else is a leak waiting to happen.
@@ -58,6 +81,32 @@ def two_tenants(tenant_factory: Callable[..., Tenant], member_factory: Callable[
 	owner_b = Membership.objects.for_tenant(b).get().user
 	with tenant_scope(b):
 		api_token_create(actor=owner_b, tenant=b, name="b-secret-token-name")
+		# Tenant B owns one of everything a route can name: a published workflow, a template,
+		# a run waiting on an approval (with its steps), and a trigger.
+		doc = {
+			"schema_version": "1.0",
+			"nodes": [
+				{"id": "start", "type": "start"},
+				{"id": "ask", "type": "approval", "config": {"role": "admin"}},
+				{"id": "end", "type": "end"},
+			],
+			"edges": [
+				{"source": "start", "target": "ask"},
+				{"source": "ask", "target": "end", "source_handle": "approved"},
+			],
+		}
+		workflow = workflow_create(actor=owner_b, tenant=b, name="B secret flow", definition=doc)
+		workflow_publish(actor=owner_b, workflow=workflow)
+		template_publish(actor=owner_b, workflow=workflow, category="Secret", industry="Secret")
+		run_start(actor=owner_b, workflow=workflow)
+		trigger_create(
+			actor=owner_b,
+			tenant=b,
+			workflow=workflow,
+			name="b-cron",
+			kind="cron",
+			cron_expression="0 3 * * *",
+		)
 	return {"a": a, "b": b, "owner_a": owner_a, "owner_b": owner_b}
 
 

@@ -39,6 +39,7 @@ _TITLES = {
 	405: "Method not allowed",
 	406: "Not acceptable",
 	409: "Conflict",
+	412: "Precondition failed",
 	413: "Request too large",
 	415: "Unsupported media type",
 	429: "Too many requests",

@@ -12,7 +12,15 @@ from workflows.permissions import require
 from workflows.roles import Perm
 from workflows.selectors.definitions import parse_uuid
 
-__all__ = ["approval_inbox", "run_events_after", "run_get", "run_list", "run_steps"]
+__all__ = [
+	"approval_get",
+	"approval_inbox",
+	"step_get_with_attempts",
+	"run_events_after",
+	"run_get",
+	"run_list",
+	"run_steps",
+]
 
 
 def run_list(
@@ -74,3 +82,27 @@ def approval_inbox(*, actor: User, tenant: Tenant) -> QuerySet[Approval]:
 	if membership.role in (Role.ADMIN, Role.OWNER):
 		return open_
 	return open_.filter(Q(assignees__icontains=f'"{actor.get_username()}"') | Q(role=membership.role))
+
+
+def step_get_with_attempts(*, actor: User, tenant: Tenant, step_id: Any) -> tuple[StepRun, list[StepRun]]:
+	"""One step attempt and every attempt of the same step, oldest first."""
+	require(actor=actor, tenant=tenant, perm=Perm.RUN_VIEW)
+	pk = parse_uuid(step_id)
+	step = (
+		StepRun.objects.for_tenant(tenant).select_related("run", "run__workflow").filter(pk=pk).first()
+		if pk
+		else None
+	)
+	if step is None:
+		raise NotFound()
+	return step, list(run_steps(actor=actor, run=step.run).filter(key=step.key).order_by("attempt"))
+
+
+def approval_get(*, actor: User, tenant: Tenant, approval_id: Any) -> Approval:
+	"""One approval of the tenant; missing and another tenant's are the same NotFound."""
+	require(actor=actor, tenant=tenant, perm=Perm.RUN_VIEW)
+	pk = parse_uuid(approval_id)
+	approval = Approval.objects.for_tenant(tenant).filter(pk=pk).first() if pk else None
+	if approval is None:
+		raise NotFound()
+	return approval

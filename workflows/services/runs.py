@@ -189,7 +189,8 @@ def run_retry(*, actor: User, run: Run) -> Run:
 
 
 def run_rerun(*, actor: User, run: Run) -> Run:
-	"""Start a new run of the same version with the same input."""
+	"""Start a new run of the same version with the same input (operators: it repeats production work)."""
+	require(actor=actor, tenant=run.tenant, perm=Perm.RUN_OPERATE, obj=run.workflow)
 	return run_start(
 		actor=actor,
 		workflow=run.workflow,
