@@ -166,3 +166,17 @@ def scoped(tenant: Tenant) -> Iterator[Tenant]:
 	"""Run the test body with ``tenant`` bound."""
 	with tenant_scope(tenant):
 		yield tenant
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+	"""Close pooled connections (worker threads leave some) before the test database is dropped."""
+	yield
+	from django.db import connections
+
+	with django_db_blocker.unblock():
+		for connection in connections.all():
+			close_pool = getattr(connection, "close_pool", None)
+			if close_pool is not None:
+				close_pool()
+			connection.close()
