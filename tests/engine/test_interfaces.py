@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.core.management import CommandError, call_command
+from django.db import connections
 
 from config.routing import websocket_urlpatterns
 from tests.engine.harness import END, START, definition, node, task
@@ -199,6 +200,7 @@ async def test_run_stream_resumes_after_n_then_goes_live_missing_nothing(
 	await layer.group_send(run_group(run.pk), {"type": "run.events", "events": [duplicate, live]})
 	received = await communicator.receive_json_from(timeout=5)
 	await communicator.disconnect()
+	await sync_to_async(connections.close_all)()  # the helper thread's connection would outlive the test
 
 	assert connected
 	assert [m["event"]["seq"] for m in backlog] == list(range(3, total + 1))
@@ -234,6 +236,7 @@ async def test_run_stream_refuses_outsiders(tenant_factory: Callable[..., Tenant
 	communicator = WebsocketCommunicator(_app(), path, headers=headers)
 
 	connected, code = await communicator.connect()
+	await sync_to_async(connections.close_all)()
 
 	assert not connected
 	assert code == (4401 if case == "anonymous" else 4404)
