@@ -69,8 +69,8 @@ def _tenant_admin(request: HttpRequest) -> bool:
 	return membership is not None and role_allows(Role(membership.role), Perm.TENANT_MANAGE)
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
-	"""Tenant-owned rows: the default manager already filters by the bound tenant."""
+class TenantAdminPermissions(admin.ModelAdmin):
+	"""Superusers may do everything; staff who administer their tenant may look, not change."""
 
 	def has_module_permission(self, request: HttpRequest) -> bool:
 		return _is_superuser(request) or (_user(request).is_staff and _tenant_admin(request))
@@ -86,6 +86,10 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
 	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
 		return _is_superuser(request)
+
+
+class TenantScopedAdmin(TenantAdminPermissions):
+	"""Tenant-owned rows: the default manager already filters by the bound tenant."""
 
 	def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
 		with transaction.atomic():
@@ -222,28 +226,13 @@ class WorkflowVersionAdmin(TenantScopedAdmin):
 
 
 @admin.register(WorkflowTemplate)
-class WorkflowTemplateAdmin(admin.ModelAdmin):
+class WorkflowTemplateAdmin(TenantAdminPermissions):
 	"""Templates: superusers manage them; tenant admins see global ones and their own."""
 
 	list_display = ("name", "slug", "tenant", "category", "industry", "version")
 	list_filter = ("category", "industry")
 	search_fields = ("name", "slug", "description")
 	raw_id_fields = ("tenant", "published_by")
-
-	def has_module_permission(self, request: HttpRequest) -> bool:
-		return _is_superuser(request) or (_user(request).is_staff and _tenant_admin(request))
-
-	def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-		return self.has_module_permission(request)
-
-	def has_add_permission(self, request: HttpRequest) -> bool:
-		return _is_superuser(request)
-
-	def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-		return _is_superuser(request)
-
-	def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-		return _is_superuser(request)
 
 	def get_queryset(self, request: HttpRequest) -> Any:
 		queryset = super().get_queryset(request)
