@@ -138,7 +138,14 @@ def advance(run_id: UUID | str, happening: Happening, *, now: float | None = Non
 	held together.
 	"""
 	with transaction.atomic():
-		run = Run.objects._unfiltered().select_for_update().select_related("tenant").get(pk=run_id)
+		# Lock the run row only (NO KEY UPDATE: inserts of its steps and events are not blocked),
+		# never the joined tenant row, which would serialise every run of a tenant.
+		run = (
+			Run.objects._unfiltered()
+			.select_for_update(of=("self",), no_key=True)
+			.select_related("tenant")
+			.get(pk=run_id)
+		)
 		applier = _Applier(run, now=now if now is not None else now_ts())
 		applier.apply(happening)
 		applier.flush()
@@ -301,7 +308,11 @@ class _Applier:
 						),
 					)
 					self.later("deliver", str(self.run.parent_run_id), happening_to_dict(finished))
-				self.later("admit", str(self.run.tenant_id))
+				if (
+					settings.TENANT_CONCURRENCY_LIMIT is not None
+					or self.engine.definition.defaults.concurrency_limit
+				):
+					self.later("admit", str(self.run.tenant_id))
 			case _:  # pragma: no cover - every command is handled above
 				raise AssertionError(f"unhandled command {command!r}")
 
