@@ -121,9 +121,9 @@ def prepare(env: BenchEnv) -> None:
 def setup_django() -> None:
 	"""``django.setup()`` for this process (the environment must be configured first).
 
-	Also imports ``config.celery``, as ``celery -A config`` does in the workers: the project's
-	``config/__init__.py`` does not, and without it the engine's ``shared_task`` sends go through
-	Celery's default app (``amqp://localhost``) instead of Redis.
+	Also imports ``config.celery``, as ``celery -A config`` does in the workers. Since commit
+	5b66f78 ``config/__init__.py`` does it too; before that, the engine's ``shared_task`` sends from
+	a process that had not imported it went through Celery's default app (``amqp://localhost``).
 	"""
 	import django
 

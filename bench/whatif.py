@@ -4,6 +4,10 @@ Off unless ``BENCH_WHATIF`` names them (comma-separated); the benchmarks' ``--wh
 sets it for the client and the workers (which import this module with ``-I``). Nothing here
 changes the project's files: the patches live only in the benchmark's processes.
 
+``keep-db`` and ``lock-run-only`` modelled fixes that commit 5b66f78 then made in the engine
+(``CELERY_DB_REUSE_MAX``; ``select_for_update(of=("self",), no_key=True)`` in ``advance``); on
+a tree with those fixes they change (next to) nothing. ``publish-loop`` is still open.
+
 - ``keep-db``: keep database connections across tasks. Celery's Django fix-up closes every
   connection before and after each task on a prefork pool, and with Django's psycopg pool on
   it closes the whole pool (``close_pool``), so every step opens new PostgreSQL connections.
