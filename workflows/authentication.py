@@ -14,8 +14,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from workflows import context
-from workflows.http import set_request_tenant
+from workflows.http import bind_token_tenant
 from workflows.models import ApiToken, User
 from workflows.services.tokens import api_token_authenticate
 
@@ -52,9 +51,7 @@ class ApiTokenAuthentication(BaseAuthentication):
 		if token is None:
 			self._log_token_rejected(raw)
 			raise exceptions.AuthenticationFailed(INVALID_TOKEN_MESSAGE)
-		set_request_tenant(request._request, token.tenant)
-		# Reset by TenantMiddleware at the end of the request.
-		context._tenant.set(token.tenant)
+		bind_token_tenant(request._request, token.tenant)
 		return token.user, token
 
 	def authenticate_header(self, request: Request) -> str:

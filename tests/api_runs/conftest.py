@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.engine import conftest as engine_fixtures
-from tests.engine.harness import END, START, definition, node, task
+from tests.engine.harness import END, START, definition, linear, node, task
 from workflows.models import Tenant, User, Workflow
 from workflows.roles import Role
 
@@ -24,12 +24,6 @@ ORDER_SCHEMA = {
 	"properties": {"order": {"type": "string"}, "amount": {"type": "number"}},
 }
 BUDGET_FORM = {"type": "object", "required": ["budget"], "properties": {"budget": {"type": "integer"}}}
-
-
-def linear(*middle: dict[str, Any], **extra: Any) -> dict[str, Any]:
-	"""start -> middle... -> end."""
-	ids = ["start", *[n["id"] for n in middle], "end"]
-	return definition([START, *middle, END], list(zip(ids, ids[1:], strict=False)), **extra)
 
 
 def approval_flow(**config: Any) -> dict[str, Any]:

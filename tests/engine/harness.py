@@ -96,6 +96,12 @@ START = {"id": "start", "type": "start"}
 END = {"id": "end", "type": "end"}
 
 
+def linear(*middle: dict[str, Any], **extra: Any) -> dict[str, Any]:
+	"""start -> each of ``middle`` in order -> end (``extra`` adds top-level fields)."""
+	ids = ["start", *[n["id"] for n in middle], "end"]
+	return definition([START, *middle, END], list(zip(ids, ids[1:], strict=False)), **extra)
+
+
 @dataclass
 class Sim:
 	"""One run driven by hand or to completion."""

@@ -6,16 +6,10 @@ from typing import Literal
 
 import pytest
 
-from tests.engine.harness import END, START, Failure, Sim, definition, node, replay, task
+from tests.engine.harness import END, START, Failure, Sim, definition, linear, node, replay, task
 from workflows.dsl import RetryPolicy
 from workflows.engine.core import Cancel, Pause, Resume, RetryFailed, StepError, StepSucceeded, backoff
 from workflows.engine.status import IllegalTransition, RunStatus, StepStatus, check_run_transition
-
-
-def linear(*middle: dict) -> dict:
-	ids = ["start", *[n["id"] for n in middle], "end"]
-	return definition([START, *middle, END], list(zip(ids, ids[1:], strict=False)))
-
 
 # --- basics -------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 
 from config.routing import websocket_urlpatterns
-from tests.engine.harness import END, START, definition, node, task
+from tests.engine.harness import END, START, definition, linear, node, task
 from workflows.context import tenant_scope
 from workflows.engine.effects import run_group
 from workflows.engine.status import RunStatus
@@ -28,11 +28,6 @@ from workflows.services.tokens import api_token_create
 from workflows.ws_auth import tenant_auth_stack
 
 pytestmark = pytest.mark.django_db
-
-
-def linear(*middle: dict[str, Any], **extra: Any) -> dict[str, Any]:
-	ids = ["start", *[n["id"] for n in middle], "end"]
-	return definition([START, *middle, END], list(zip(ids, ids[1:], strict=False)), **extra)
 
 
 def _command(*args: str) -> str:

@@ -26,7 +26,7 @@ from django.conf import settings
 from config.celery import app as celery_app
 from config.env import BASE_DIR
 from tests.conftest import need_service, port_open
-from tests.engine.harness import END, START, definition, node, task
+from tests.engine.harness import END, START, definition, linear, node, task
 from workflows.context import tenant_scope
 from workflows.engine.status import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 from workflows.models import Approval, Membership, Run, StepRun, Tenant, User, Workflow
@@ -51,11 +51,6 @@ def _real_services() -> None:
 		and bool(settings.REDIS_URL),
 		"set DATABASE_URL=postgres://... and REDIS_URL=redis://... to run engine tests with real workers",
 	)
-
-
-def linear(*middle: dict[str, Any], **extra: Any) -> dict[str, Any]:
-	ids = ["start", *[n["id"] for n in middle], "end"]
-	return definition([START, *middle, END], list(zip(ids, ids[1:], strict=False)), **extra)
 
 
 @pytest.fixture

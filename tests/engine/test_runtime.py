@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tests.engine.harness import END, START, definition, node, task
+from tests.engine.harness import END, START, definition, linear, node, task
 from workflows.context import tenant_scope
 from workflows.engine.status import RunStatus, StepStatus
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
@@ -40,11 +40,6 @@ from workflows.services.tenancy import object_soft_delete
 from workflows.tasks import execute_step_task, reap_steps_task, sweep_events_task, sweep_timers_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
-
-
-def linear(*middle: dict[str, Any], **extra: Any) -> dict[str, Any]:
-	ids = ["start", *[n["id"] for n in middle], "end"]
-	return definition([START, *middle, END], list(zip(ids, ids[1:], strict=False)), **extra)
 
 
 def fetch(run: Run) -> Run:

@@ -10,9 +10,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django.views import GraphQLView
 
-from workflows import context
 from workflows.authentication import INVALID_TOKEN_MESSAGE, parse_bearer, token_user
-from workflows.http import set_request_tenant
+from workflows.http import bind_token_tenant
 
 __all__ = ["TenantGraphQLView"]
 
@@ -39,8 +38,7 @@ class TenantGraphQLView(GraphQLView):
 				return response
 			user, token = found
 			request.user = user
-			set_request_tenant(request, token.tenant)
-			context._tenant.set(token.tenant)  # reset by TenantMiddleware
+			bind_token_tenant(request, token.tenant)
 		else:
 			if not request.user.is_authenticated:
 				return JsonResponse({"errors": [{"message": "Authentication required."}]}, status=401)
