@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from workflows.engine.core import TimerFired
@@ -20,7 +22,9 @@ from workflows.models import Approval, Event, Run, StepRun, Timer, Trigger, Trig
 from workflows.services.triggers import cron_trigger_fire, event_triggers_start
 
 __all__ = [
+	"BROKER_EPOCH_KEY",
 	"admit_runs_task",
+	"broker_epoch",
 	"deliver_task",
 	"execute_step_task",
 	"fire_cron_triggers_task",
@@ -107,11 +111,55 @@ def sweep_timers_task(limit: int = 1000) -> int:
 	return fired
 
 
+BROKER_EPOCH_KEY = "apg:broker-epoch"
+
+
+def broker_epoch() -> datetime | None:
+	"""Since when the broker holds the messages it has: None for a broker that cannot tell.
+
+	A Redis broker keeps the time its data began under ``apg:broker-epoch`` (set when
+	missing). A Redis that restarted without its data has lost every message sent before,
+	and comes back without the key, so the next sweep starts a new epoch: steps dispatched
+	before it are known lost. A step dispatched since is still in the queue, however long the
+	queue is, and is not sent twice.
+	"""
+	from config.celery import app as celery_app
+
+	url = str(celery_app.conf.broker_url or "")
+	if not url.startswith(("redis://", "rediss://")):
+		return None
+	import redis
+
+	client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+	try:
+		client.set(BROKER_EPOCH_KEY, repr(time.time()), nx=True)
+		value = client.get(BROKER_EPOCH_KEY)
+	finally:
+		client.close()
+	assert value is not None, "the broker epoch was just set"
+	return datetime.fromtimestamp(float(value), tz=UTC)
+
+
 @shared_task(name="apg.reap_steps", ignore_result=True)
 def reap_steps_task() -> int:
-	"""Dispatch again the steps of dead workers (lease expired) and steps whose message was lost."""
+	"""Dispatch again the steps of dead workers (lease expired) and steps whose message was lost.
+
+	A step still ``scheduled`` was lost if it was dispatched before the broker's current
+	epoch (:func:`broker_epoch`), or, whatever the broker, if it has waited longer than any
+	message can stay unacknowledged (the visibility timeout) plus ``STEP_REDISPATCH_SECONDS``.
+	For a broker that keeps no epoch, ``STEP_REDISPATCH_SECONDS`` alone decides. A step that
+	merely waits in a long queue is never sent twice.
+	"""
 	now = timezone.now()
-	stale_scheduled = now - timedelta(seconds=settings.STEP_REDISPATCH_SECONDS)
+	epoch = broker_epoch()
+	redispatch = timedelta(seconds=settings.STEP_REDISPATCH_SECONDS)
+	if epoch is None:
+		lost_filter = Q(scheduled_at__lt=now - redispatch)
+	else:
+		visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+		lost_filter = Q(scheduled_at__lt=epoch) | Q(
+			scheduled_at__lt=now - redispatch - timedelta(seconds=visibility)
+		)
 	reaped = 0
 	with transaction.atomic():
 		dead = list(
@@ -122,7 +170,7 @@ def reap_steps_task() -> int:
 		lost = list(
 			StepRun.objects._unfiltered()
 			.select_for_update(skip_locked=True)
-			.filter(status=StepStatus.SCHEDULED, scheduled_at__lt=stale_scheduled)[:500]
+			.filter(lost_filter, status=StepStatus.SCHEDULED)[:500]
 		)
 		for step in dead + lost:
 			StepRun.objects._unfiltered().filter(pk=step.pk).update(
@@ -142,7 +190,12 @@ def reap_steps_task() -> int:
 		transaction.on_commit(send)
 		reaped = len(ids)
 	if reaped:
-		logger.warning("reaper dispatched %s step(s) again (%s dead leases)", reaped, len(dead))
+		logger.warning(
+			"reaper dispatched %s step(s) again (%s dead leases, %s lost messages)",
+			reaped,
+			len(dead),
+			len(lost),
+		)
 	return reaped
 
 
@@ -157,35 +210,30 @@ def sweep_events_task() -> int:
 @shared_task(name="apg.notify_approval", ignore_result=True)
 def notify_approval_task(run_id: str, key: str) -> None:
 	"""Announce an open (or escalated) approval to its assignees' live inbox."""
-	from workflows.engine.effects import tenant_group
+	from workflows.engine.effects import live, tenant_group
 
 	approval = Approval.objects._unfiltered().filter(run_id=run_id, key=key).first()
 	if approval is None:
 		return
-	from asgiref.sync import async_to_sync
-	from channels.layers import get_channel_layer
-
-	layer = get_channel_layer()
-	if layer is not None:
-		async_to_sync(layer.group_send)(
-			tenant_group(approval.tenant_id),
-			{
-				"type": "tenant.events",
-				"events": [
-					{
-						"run": run_id,
-						"type": "approval.open",
-						"step": key,
-						"data": {
-							"approval": str(approval.pk),
-							"title": approval.title,
-							"role": approval.role,
-							"assignees": approval.assignees,
-						},
-					}
-				],
-			},
-		)
+	live.send(
+		tenant_group(approval.tenant_id),
+		{
+			"type": "tenant.events",
+			"events": [
+				{
+					"run": run_id,
+					"type": "approval.open",
+					"step": key,
+					"data": {
+						"approval": str(approval.pk),
+						"title": approval.title,
+						"role": approval.role,
+						"assignees": approval.assignees,
+					},
+				}
+			],
+		},
+	)
 
 
 def fire_due_cron_triggers(*, now: datetime, limit: int = 1000) -> int:

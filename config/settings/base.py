@@ -190,8 +190,10 @@ CELERY_TASK_DEFAULT_QUEUE = "engine"
 
 ENGINE_EXPRESSION_TIMEOUT = 1.0
 STEP_LEASE_SECONDS = ENV.STEP_LEASE_SECONDS
-# A step still "scheduled" this long after dispatch lost its message (a broker restart):
-# the reaper sends it again; the claim makes duplicates harmless.
+# With a broker that keeps no epoch (the in-memory one), a step still "scheduled" this long
+# after dispatch has lost its message and is sent again; with Redis, only steps dispatched
+# before the broker lost its data are (workflows.tasks.broker_epoch). Claims make
+# duplicates harmless.
 STEP_REDISPATCH_SECONDS = ENV.STEP_REDISPATCH_SECONDS or max(120, STEP_LEASE_SECONDS * 2)
 CELERY_BEAT_SCHEDULE["reap-steps"]["schedule"] = float(min(15, STEP_REDISPATCH_SECONDS, STEP_LEASE_SECONDS))
 EVENT_RETENTION_SECONDS = ENV.EVENT_RETENTION_SECONDS

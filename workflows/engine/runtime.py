@@ -20,6 +20,8 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from workflows.dsl import validate_definition
@@ -40,12 +42,17 @@ from workflows.models import (
 
 __all__ = [
 	"AdvanceResult",
+	"Recording",
 	"advance",
 	"engine_for",
 	"happening_from_dict",
 	"happening_to_dict",
 	"now_ts",
 ]
+
+_FINISHED_STEP = frozenset(
+	{StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.COMPENSATED}
+)
 
 # Timers due within this many seconds also get a Celery countdown, so short waits and
 # retry backoffs do not wait for the next sweep.
@@ -125,29 +132,64 @@ class AdvanceResult:
 
 	applied: int = 0
 	stale: int = 0
+	recorded: bool = False
 	status: RunStatus | None = None
 	transitions: list[Transition] = field(default_factory=list)
 
 
-def advance(run_id: UUID | str, happening: Happening, *, now: float | None = None) -> AdvanceResult:
+@dataclass(frozen=True, slots=True)
+class Recording:
+	"""The step attempt whose outcome :func:`advance` records (see :func:`workflows.engine.worker.record_outcome`)."""
+
+	step_id: UUID
+	key: str
+	attempt: int
+	started_at: datetime
+	worker: str
+
+
+def advance(
+	run_id: UUID | str,
+	happening: Happening,
+	*,
+	now: float | None = None,
+	recording: Recording | None = None,
+	created: Run | None = None,
+) -> AdvanceResult:
 	"""Apply ``happening`` to a run: lock, apply, persist, and schedule side effects after commit.
 
 	Follow-up happenings the commands produce for the same run (a buffered event matching a
 	new subscription, a sub-workflow that cannot start) are applied in the same transaction.
 	Happenings for *other* runs are sent as tasks after commit, so two runs' locks are never
 	held together.
+
+	With ``recording`` (a step outcome from a worker), the step's row is written once, with
+	the core's record of it; an outcome the core finds stale (a duplicate delivery, or a step
+	the run stopped waiting for) only closes the row if it is still open, so a late outcome is
+	never recorded twice and never leaves a row for the reaper.
+
+	``created`` is the run itself when it was inserted in the caller's (still open)
+	transaction: no one else can see it yet, so it is neither locked nor read back, and it is
+	updated in place.
 	"""
-	with transaction.atomic():
-		# Lock the run row only (NO KEY UPDATE: inserts of its steps and events are not blocked),
-		# never the joined tenant row, which would serialise every run of a tenant.
-		run = (
-			Run.objects._unfiltered()
-			.select_for_update(of=("self",), no_key=True)
-			.select_related("tenant")
-			.get(pk=run_id)
-		)
-		applier = _Applier(run, now=now if now is not None else now_ts())
+	with transaction.atomic(savepoint=False):
+		if created is not None:
+			assert str(created.pk) == str(run_id), "created must be the run being advanced"
+			run = created
+		else:
+			# Lock the run row only (NO KEY UPDATE: inserts of its steps and events are not
+			# blocked), never the joined tenant row, which would serialise every run of a tenant.
+			run = (
+				Run.objects._unfiltered()
+				.select_for_update(of=("self",), no_key=True)
+				.select_related("tenant")
+				.get(pk=run_id)
+			)
+		applier = _Applier(run, now=now if now is not None else now_ts(), recording=recording)
 		applier.apply(happening)
+		if recording is not None and (recording.key, recording.attempt) not in applier.steps:
+			assert isinstance(happening, core.StepSucceeded | core.StepFailed), happening
+			applier.close_stale_step(recording, happening)
 		applier.flush()
 		return applier.result
 
@@ -157,9 +199,10 @@ class _Applier:
 
 	logger = logging.getLogger("apg.engine")
 
-	def __init__(self, run: Run, *, now: float) -> None:
+	def __init__(self, run: Run, *, now: float, recording: Recording | None = None) -> None:
 		self.run = run
 		self.now = now
+		self.recording = recording
 		self.engine = engine_for(run.version_id)
 		self.result = AdvanceResult()
 		self.steps: dict[tuple[str, int], core.RecordStep] = {}
@@ -426,44 +469,64 @@ class _Applier:
 
 		transaction.on_commit(side_effects)
 
+	def close_stale_step(self, recording: Recording, outcome: core.StepSucceeded | core.StepFailed) -> None:
+		"""An outcome the core ignored: finish the row if nothing else has (so no reaper re-runs it).
+
+		A duplicate finds the row finished and changes nothing; a step the run stopped waiting
+		for (cancelled, compensating) keeps what really happened to it.
+		"""
+		succeeded = isinstance(outcome, core.StepSucceeded)
+		StepRun.objects._unfiltered().filter(
+			pk=recording.step_id,
+			attempt=recording.attempt,
+			status__in=(StepStatus.SCHEDULED, StepStatus.RUNNING),
+		).update(
+			status=StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED,
+			output=_jsonable(outcome.output) if isinstance(outcome, core.StepSucceeded) else None,
+			error=None if isinstance(outcome, core.StepSucceeded) else outcome.error.as_dict(),
+			started_at=Coalesce(F("started_at"), Value(recording.started_at)),
+			finished_at=_dt(self.now),
+			lease_expires_at=None,
+			updated_at=timezone.now(),
+		)
+
 	def write_steps(self) -> None:
+		"""Insert new step rows in one statement and update each existing one with one ``UPDATE``.
+
+		The row of the step being recorded is known (no lookup) and written once, with its
+		outcome, start time and worker; other rows are looked up by key only when the
+		transition touches steps it did not create.
+		"""
 		self.dispatch_ids: list[tuple[str, str]] = []
 		if not self.steps:
 			return
 		dispatches = {(d.key, d.attempt): d for d in self.dispatches}
-		existing = {
-			(s.key, s.attempt): s
-			for s in StepRun.objects._unfiltered().filter(run=self.run, key__in={k for k, _ in self.steps})
-		}
+		known: dict[tuple[str, int], Any] = {}
+		recording = self.recording
+		if recording is not None:
+			known[(recording.key, recording.attempt)] = recording.step_id
+		unknown = {key for key, attempt in self.steps if (key, attempt) not in known}
+		if unknown:
+			for pk, key, attempt in (
+				StepRun.objects._unfiltered()
+				.filter(run=self.run, key__in=unknown)
+				.values_list("pk", "key", "attempt")
+			):
+				known.setdefault((key, attempt), pk)
 		now = _dt(self.now)
 		to_create: list[StepRun] = []
-		to_update: list[StepRun] = []
+		ids: dict[tuple[str, int], Any] = {}
 		for (key, attempt), record in self.steps.items():
-			row = existing.get((key, attempt))
-			if row is None:
-				row = StepRun(
-					tenant_id=self.run.tenant_id,
-					run=self.run,
-					key=key[:500],
-					node_id=record.node_id,
-					node_type=record.node_type,
-					frame=record.frame[:500],
-					attempt=attempt,
-				)
-				to_create.append(row)
-			else:
-				to_update.append(row)
-			row.status = record.status.value
+			fields: dict[str, Any] = {"status": record.status.value, "error": record.error}
 			if record.input is not None:
-				row.input = _jsonable(record.input)
+				fields["input"] = _jsonable(record.input)
 			if record.output is not None or record.status == StepStatus.SUCCEEDED:
-				row.output = _jsonable(record.output)
-			row.error = record.error
+				fields["output"] = _jsonable(record.output)
 			dispatch = dispatches.get((key, attempt))
 			if dispatch is not None:
-				row.queue = dispatch.queue
-				row.scheduled_at = now
-				row.dispatch = {
+				fields["queue"] = dispatch.queue
+				fields["scheduled_at"] = now
+				fields["dispatch"] = {
 					"connector": dispatch.connector,
 					"action": dispatch.action,
 					"connection": dispatch.connection,
@@ -472,38 +535,40 @@ class _Applier:
 					"output_template": dispatch.output_template,
 					"compensation": dispatch.compensation,
 				}
-			if record.status in (
-				StepStatus.SUCCEEDED,
-				StepStatus.FAILED,
-				StepStatus.CANCELLED,
-				StepStatus.COMPENSATED,
-			):
-				row.finished_at = row.finished_at or now
-			elif record.status == StepStatus.RUNNING and row.started_at is None:
-				row.started_at = now
+			finished = record.status in _FINISHED_STEP
+			pk = known.get((key, attempt))
+			if pk is None:
+				row = StepRun(
+					tenant_id=self.run.tenant_id,
+					run=self.run,
+					key=key[:500],
+					node_id=record.node_id,
+					node_type=record.node_type,
+					frame=record.frame[:500],
+					attempt=attempt,
+					finished_at=now if finished else None,
+					started_at=now if record.status == StepStatus.RUNNING else None,
+					**fields,
+				)
+				to_create.append(row)
+				ids[(key, attempt)] = row.pk
+				continue
+			ids[(key, attempt)] = pk
+			if finished:
+				fields["finished_at"] = Coalesce(F("finished_at"), Value(now))
+				fields["lease_expires_at"] = None
+			elif record.status == StepStatus.RUNNING:
+				fields["started_at"] = Coalesce(F("started_at"), Value(now))
+			if recording is not None and pk == recording.step_id:
+				fields["started_at"] = Coalesce(F("started_at"), Value(recording.started_at))
+				fields["lease_expires_at"] = None
+				fields["worker"] = recording.worker[:200]
+				self.result.recorded = True
+			StepRun.objects._unfiltered().filter(pk=pk).update(**fields, updated_at=timezone.now())
 		if to_create:
 			StepRun.objects._unfiltered().bulk_create(to_create)
-		if to_update:
-			StepRun.objects._unfiltered().bulk_update(
-				to_update,
-				[
-					"status",
-					"input",
-					"output",
-					"error",
-					"queue",
-					"scheduled_at",
-					"dispatch",
-					"finished_at",
-					"started_at",
-					"updated_at",
-				],
-			)
-		by_key = {(row.key, row.attempt): row for row in [*to_create, *to_update]}
 		self.dispatch_ids = [
-			(str(by_key[(d.key, d.attempt)].pk), d.queue)
-			for d in self.dispatches
-			if (d.key, d.attempt) in by_key
+			(str(ids[(d.key, d.attempt)]), d.queue) for d in self.dispatches if (d.key, d.attempt) in ids
 		]
 
 	# -- logging ---------------------------------------------------------------------------------

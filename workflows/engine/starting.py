@@ -70,7 +70,7 @@ def _has_room(run: Run, workflow_limit: int | None, tenant_limit: int | None) ->
 	return workflow_limit is None or active.filter(workflow_id=run.workflow_id).count() < workflow_limit
 
 
-def _start(run: Run) -> None:
+def _start(run: Run, *, created: bool = False) -> None:
 	advance(
 		run.pk,
 		Start(
@@ -93,6 +93,7 @@ def _start(run: Run) -> None:
 				),
 			},
 		),
+		created=run if created else None,
 	)
 
 
@@ -103,8 +104,12 @@ def _referenced_secrets(definition: dict[str, Any]) -> set[str]:
 	return set(_SECRET_REF.findall(json.dumps(definition)))
 
 
-def start_if_admitted(run: Run) -> bool:
-	"""Start ``run`` now if the limits allow it (else it stays pending, queued); True when started."""
+def start_if_admitted(run: Run, *, created: bool = False) -> bool:
+	"""Start ``run`` now if the limits allow it (else it stays pending, queued); True when started.
+
+	``created``: the run was inserted in the current transaction, so starting it needs no
+	lock and ``run`` itself is brought up to date (no need to read it back).
+	"""
 	workflow_limit, tenant_limit = _limits(run)
 	with transaction.atomic():
 		if workflow_limit is not None or tenant_limit is not None:
@@ -124,7 +129,7 @@ def start_if_admitted(run: Run) -> bool:
 			if earlier.exists() or not _has_room(run, workflow_limit, tenant_limit):
 				logger.info("run %s queued (concurrency limit)", run.pk, extra={"run_id": str(run.pk)})
 				return False
-		_start(run)
+		_start(run, created=created)
 	return True
 
 

@@ -1,13 +1,15 @@
-"""Executing one step attempt on a worker: claim it, run its action outside any lock, record once.
+"""Executing one step attempt on a worker: run its action outside any lock, record it once.
 
-At-least-once execution, exactly-once recording: a redelivered task finds the step claimed
-or finished and does nothing; a worker that dies leaves a lease that expires, and the
-reaper dispatches the step again with the same idempotency key.
+At-least-once execution, exactly-once recording: a redelivered task finds the step finished
+(or claimed by a live worker) and does nothing, and of two executions of one attempt only
+the first outcome is recorded; a worker that dies mid-step leaves a lease that expires, and
+the reaper dispatches the step again with the same idempotency key.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -15,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, models, transaction
 from django.utils import timezone
 
 from connectors.errors import ActionError
@@ -23,7 +25,7 @@ from connectors.registry import default_registry
 from connectors.sdk import ActionContext, CancelSignal, NetworkPolicy, execute_sync
 from workflows.context import run_context
 from workflows.engine.core import StepError, StepFailed, StepSucceeded
-from workflows.engine.runtime import advance
+from workflows.engine.runtime import Recording, advance
 from workflows.engine.status import StepStatus
 from workflows.expressions import (
 	ExpressionError,
@@ -36,36 +38,43 @@ from workflows.expressions.errors import UnknownSecretError
 from workflows.models import StepRun
 from workflows.services.secrets import secret_values
 
-__all__ = ["StepExecutor", "record_outcome"]
+__all__ = ["LeaseKeeper", "StepExecutor", "record_outcome"]
 
 _HOSTNAME = socket.gethostname()
 
 
 class StepExecutor:
-	"""Runs one claimed step and keeps its lease alive while the action executes."""
+	"""Claims one step attempt, runs its action outside any lock, and records the outcome once.
+
+	The claim (``scheduled -> running`` with a lease) is one ``UPDATE ... RETURNING`` that
+	also loads the step; it is committed without waiting for the WAL flush (a claim lost in a
+	database crash only leaves a ``scheduled`` step, which the reaper dispatches again). The
+	outcome is recorded in the same transaction as the run's next transition. The process's
+	:class:`LeaseKeeper` renews the lease of actions that run long and passes on cancellation,
+	so a worker that dies mid-step is noticed by the reaper.
+	"""
 
 	logger = logging.getLogger("apg.worker")
 
 	def __init__(self, step_id: str) -> None:
 		self.step_id = step_id
 		self.cancel = CancelSignal()
-		self._stop = threading.Event()
+		self.started = time.monotonic()
 
 	def run(self) -> None:
 		"""Claim, execute and record; a no-op for a step that is not (or no longer) scheduled."""
-		now = timezone.now()
-		lease = timedelta(seconds=settings.STEP_LEASE_SECONDS)
-		claimed = (
-			StepRun.objects._unfiltered()
-			.filter(pk=self.step_id, status=StepStatus.SCHEDULED)
-			.update(status=StepStatus.RUNNING, started_at=now, lease_expires_at=now + lease, worker=_HOSTNAME)
-		)
-		if not claimed:
+		step = claim_step(self.step_id)
+		if step is None:
 			self._log_skipped()
 			return
-		step = StepRun.objects._unfiltered().select_related("run").get(pk=self.step_id)
+		self.started = time.monotonic()
 		with run_context(run_id=step.run_id, step_id=step.pk):
-			outcome = self.execute(step)
+			keeper = LeaseKeeper.get()
+			keeper.watch(self)
+			try:
+				outcome = self.execute(step)
+			finally:
+				keeper.unwatch(self)
 			record_outcome(step, outcome)
 
 	def execute(self, step: StepRun) -> StepSucceeded | StepFailed:
@@ -95,8 +104,6 @@ class StepExecutor:
 		except UnknownSecretError as exc:
 			message = f"{exc}; add it with `manage.py set_secret` (or under Secrets), or fix the name"
 			return StepFailed(step.key, step.attempt, StepError("unknown_secret", message))
-		heartbeat = threading.Thread(target=self._heartbeat, name=f"lease-{step.pk}", daemon=True)
-		heartbeat.start()
 		started = time.perf_counter()
 		try:
 			output = execute_sync(action, params=params, ctx=ctx, timeout=dispatch.get("timeout"))
@@ -109,8 +116,6 @@ class StepExecutor:
 			)
 			self._log_failed(step, error, time.perf_counter() - started)
 			return StepFailed(step.key, step.attempt, error)
-		finally:
-			self._stop.set()
 		# A service that echoes a credential back must not leak it into outputs and events.
 		output = redact(output, secrets)
 		template = dispatch.get("output_template")
@@ -139,22 +144,6 @@ class StepExecutor:
 			values.values()
 		)
 
-	def _heartbeat(self) -> None:
-		"""Extend the lease every third of it; pass on a cancellation asked for meanwhile."""
-		interval = settings.STEP_LEASE_SECONDS / 3
-		while not self._stop.wait(interval):
-			try:
-				now = timezone.now()
-				StepRun.objects._unfiltered().filter(pk=self.step_id, status=StepStatus.RUNNING).update(
-					lease_expires_at=now + timedelta(seconds=settings.STEP_LEASE_SECONDS)
-				)
-				if StepRun.objects._unfiltered().filter(pk=self.step_id, cancel_requested=True).exists():
-					self.cancel.set(reason="the run cancelled this step")
-			except Exception:  # noqa: BLE001 - a missed heartbeat only shortens the lease
-				self.logger.warning("heartbeat of step %s failed", self.step_id, exc_info=True)
-			finally:
-				close_old_connections()
-
 	def _log_skipped(self) -> None:
 		self.logger.debug(
 			"step %s not scheduled any more; skipped", self.step_id, extra={"step_id": self.step_id}
@@ -177,23 +166,143 @@ def _lookup(values: dict[str, str], name: str) -> str:
 	return values[name]
 
 
-def record_outcome(step: StepRun, outcome: StepSucceeded | StepFailed) -> bool:
-	"""Record an attempt's outcome once and advance its run in the same transaction.
+_CLAIM_SQL = """
+UPDATE {table} SET status = %s, started_at = %s, lease_expires_at = %s, worker = %s, updated_at = %s
+WHERE id = %s AND status = %s
+RETURNING *
+"""
 
-	Returns False when the attempt was already recorded (a redelivery) or cancelled.
+
+def _field(name: str) -> models.Field[Any, Any]:
+	field = StepRun._meta.get_field(name)
+	assert isinstance(field, models.Field)
+	return field
+
+
+def claim_step(step_id: str) -> StepRun | None:
+	"""Take a scheduled step (``running``, leased to this host) and load it, in one statement.
+
+	None when the step is not scheduled: finished, cancelled, or claimed by another worker
+	(a duplicate delivery).
 	"""
-	finished = {
-		"status": StepStatus.SUCCEEDED if isinstance(outcome, StepSucceeded) else StepStatus.FAILED,
-		"finished_at": timezone.now(),
-		"lease_expires_at": None,
+	now = timezone.now()
+	values = {
+		"status": StepStatus.RUNNING.value,
+		"started_at": now,
+		"lease_expires_at": now + timedelta(seconds=settings.STEP_LEASE_SECONDS),
+		"worker": _HOSTNAME,
+		"updated_at": now,
+		"id": step_id,
+		"status_was": StepStatus.SCHEDULED.value,
 	}
 	with transaction.atomic():
-		recorded = (
+		connection = transaction.get_connection()
+		params = [
+			_field(name.removesuffix("_was")).get_db_prep_value(value, connection)
+			for name, value in values.items()
+		]
+		if connection.vendor == "postgresql":
+			with connection.cursor() as cursor:
+				cursor.execute("SET LOCAL synchronous_commit TO OFF")
+		sql = _CLAIM_SQL.format(table=connection.ops.quote_name(StepRun._meta.db_table))
+		claimed = list(StepRun.objects._unfiltered().raw(sql, params))
+	return claimed[0] if claimed else None
+
+
+def record_outcome(step: StepRun, outcome: StepSucceeded | StepFailed) -> bool:
+	"""Record an attempt's outcome once, in the same transaction as the run's transition.
+
+	Returns False when the run did not take it: a duplicate delivery of an attempt already
+	recorded, or a step the run no longer waits for (the row is closed with what happened).
+	"""
+	recording = Recording(
+		step_id=step.pk,
+		key=step.key,
+		attempt=step.attempt,
+		started_at=step.started_at or timezone.now(),
+		worker=_HOSTNAME,
+	)
+	return advance(step.run_id, outcome, recording=recording).recorded
+
+
+class LeaseKeeper:
+	"""One thread per worker process that keeps the leases of the steps it is running.
+
+	Every third of ``STEP_LEASE_SECONDS`` a running step's lease is extended, and a
+	cancellation asked for by the run is passed to the action (so is a lease that was lost:
+	the reaper gave the step to another worker). One thread serves all of the process's
+	steps, instead of one per step; actions shorter than a third of the lease never cost it
+	a query. Made again after a fork, like every thread.
+	"""
+
+	logger = logging.getLogger("apg.worker")
+	_instance: tuple[int, LeaseKeeper] | None = None
+	_instance_lock = threading.Lock()
+
+	def __init__(self) -> None:
+		self._lock = threading.Lock()
+		self._watched: dict[str, StepExecutor] = {}
+		self._renewed: dict[str, float] = {}
+		self._changed = threading.Event()
+
+	@classmethod
+	def get(cls) -> LeaseKeeper:
+		"""This process's keeper, its thread started on first use."""
+		with cls._instance_lock:
+			if cls._instance is None or cls._instance[0] != os.getpid():
+				keeper = cls()
+				threading.Thread(target=keeper._serve, name="apg-lease-keeper", daemon=True).start()
+				cls._instance = (os.getpid(), keeper)
+			return cls._instance[1]
+
+	def watch(self, executor: StepExecutor) -> None:
+		with self._lock:
+			self._watched[executor.step_id] = executor
+		self._changed.set()
+
+	def unwatch(self, executor: StepExecutor) -> None:
+		with self._lock:
+			self._watched.pop(executor.step_id, None)
+			self._renewed.pop(executor.step_id, None)
+
+	def _serve(self) -> None:
+		while True:
+			with self._lock:
+				idle = not self._watched
+			if idle:
+				self._changed.wait()
+				self._changed.clear()
+				continue
+			time.sleep(min(1.0, settings.STEP_LEASE_SECONDS / 6))
+			try:
+				self.tick()
+			except Exception as exc:  # noqa: BLE001 - a missed renewal only shortens a lease
+				self._log_tick_failed(exc)
+			finally:
+				close_old_connections()
+
+	def tick(self) -> None:
+		"""Renew the leases due (every third of ``STEP_LEASE_SECONDS``) and pass on cancellations."""
+		lease = settings.STEP_LEASE_SECONDS
+		now_mono = time.monotonic()
+		with self._lock:
+			watched = list(self._watched.values())
+		for executor in watched:
+			if now_mono - self._renewed.get(executor.step_id, executor.started) >= lease / 3:
+				self._renew(executor, lease)
+
+	def _renew(self, executor: StepExecutor, lease: int) -> None:
+		now = timezone.now()
+		kept = (
 			StepRun.objects._unfiltered()
-			.filter(pk=step.pk, status=StepStatus.RUNNING, attempt=step.attempt)
-			.update(**finished)
+			.filter(pk=executor.step_id, status=StepStatus.RUNNING)
+			.update(lease_expires_at=now + timedelta(seconds=lease))
 		)
-		if not recorded:
-			return False
-		advance(step.run_id, outcome)
-	return True
+		self._renewed[executor.step_id] = time.monotonic()
+		if not kept:
+			executor.cancel.set(reason="the step is no longer running here")
+		elif StepRun.objects._unfiltered().filter(pk=executor.step_id, cancel_requested=True).exists():
+			executor.cancel.set(reason="the run cancelled this step")
+
+	def _log_tick_failed(self, error: Exception) -> None:
+		self.logger.warning("lease renewal failed: %s", error, exc_info=error)

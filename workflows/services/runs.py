@@ -135,8 +135,7 @@ def run_start(
 				obj=run,
 				extra={"workflow": workflow.slug, "version": pinned.number},
 			)
-		start_if_admitted(run)
-	run.refresh_from_db()
+		start_if_admitted(run, created=True)
 	return run
 
 

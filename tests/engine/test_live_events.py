@@ -1,0 +1,99 @@
+"""Live events: published from the engine's side without blocking it, in order, to run and tenant groups."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+
+from workflows.engine.effects import LivePublisher, _merged, publish_events, run_group, tenant_group
+
+
+async def _receive_events(layer: Any, channel: str, count: int) -> list[dict[str, Any]]:
+	got: list[dict[str, Any]] = []
+	while len(got) < count:
+		message = await asyncio.wait_for(layer.receive(channel), timeout=5)
+		got.extend(message["events"])
+	return got
+
+
+@pytest.mark.usefixtures("redis_configured")
+async def test_events_reach_the_run_and_tenant_groups_over_redis_in_order() -> None:
+	layer = get_channel_layer()
+	assert layer is not None
+	run_id, tenant_id = str(uuid.uuid4()), str(uuid.uuid4())
+	run_channel = await layer.new_channel()
+	tenant_channel = await layer.new_channel()
+	await layer.group_add(run_group(run_id), run_channel)
+	await layer.group_add(tenant_group(tenant_id), tenant_channel)
+
+	for seq in range(1, 31):
+		publish_events(
+			run_id=run_id, tenant_id=tenant_id, events=[(seq, "step.succeeded", f"root:s{seq}", {})]
+		)
+
+	by_run = await _receive_events(layer, run_channel, 30)
+	by_tenant = await _receive_events(layer, tenant_channel, 30)
+	assert [e["seq"] for e in by_run] == list(range(1, 31))
+	assert [e["seq"] for e in by_tenant] == list(range(1, 31))
+	assert by_run[0] == {"run": run_id, "seq": 1, "type": "step.succeeded", "step": "root:s1", "data": {}}
+
+
+@pytest.mark.usefixtures("redis_configured")
+def test_a_flood_past_the_backlog_cap_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+	publisher = LivePublisher(max_pending=5)
+	loop = publisher._running_loop()
+	# Hold the sender: messages pile up while its loop is blocked.
+	gate = threading.Event()
+	loop.call_soon_threadsafe(gate.wait)
+	group = f"run.{uuid.uuid4()}"
+	for seq in range(12):
+		publisher.send(group, {"type": "run.events", "events": [{"seq": seq}]})
+	pending = [m["events"][0]["seq"] for _, m in publisher._pending]
+	gate.set()
+
+	assert pending == [7, 8, 9, 10, 11]
+	assert publisher.flush(timeout=5)
+	assert "dropped 7 live-event message(s)" in caplog.text
+
+
+def test_consecutive_messages_of_a_group_are_sent_as_one() -> None:
+	messages = [
+		("run.a", {"type": "run.events", "events": [{"seq": 1}]}),
+		("tenant.t", {"type": "tenant.events", "events": [{"seq": 1}]}),
+		("run.a", {"type": "run.events", "events": [{"seq": 2}]}),
+		("run.b", {"type": "run.events", "events": [{"seq": 1}]}),
+	]
+
+	merged = _merged(messages)
+
+	assert merged == [
+		("run.a", {"type": "run.events", "events": [{"seq": 1}, {"seq": 2}]}),
+		("tenant.t", {"type": "tenant.events", "events": [{"seq": 1}]}),
+		("run.b", {"type": "run.events", "events": [{"seq": 1}]}),
+	]
+	assert messages[0][1]["events"] == [{"seq": 1}]  # the inputs are not changed
+
+
+def test_without_redis_events_go_through_the_in_memory_layer(settings: Any) -> None:
+	from channels.layers import InMemoryChannelLayer, channel_layers
+
+	settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+	channel_layers.backends.clear()
+	try:
+		layer = get_channel_layer()
+		assert isinstance(layer, InMemoryChannelLayer)
+		from asgiref.sync import async_to_sync
+
+		channel = async_to_sync(layer.new_channel)()
+		async_to_sync(layer.group_add)("run.mem", channel)
+		LivePublisher().send("run.mem", {"type": "run.events", "events": [{"seq": 1}]})
+		message = async_to_sync(layer.receive)(channel)
+	finally:
+		channel_layers.backends.clear()
+
+	assert message == {"type": "run.events", "events": [{"seq": 1}]}

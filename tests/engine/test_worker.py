@@ -1,0 +1,213 @@
+"""The step worker: claiming, recording once, leases kept by one thread, recovery of lost messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from tests.conftest import need_service
+from tests.engine.harness import linear, node, task
+from workflows.context import tenant_scope
+from workflows.engine.core import StepSucceeded
+from workflows.engine.status import RunStatus, StepStatus
+from workflows.engine.worker import LeaseKeeper, StepExecutor, claim_step, record_outcome
+from workflows.models import Run, StepRun, User, Workflow
+from workflows.services.runs import run_cancel, run_start
+from workflows.tasks import BROKER_EPOCH_KEY, broker_epoch, reap_steps_task
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
+
+
+def lost_start(workflow: Workflow, owner: User, capture: Any) -> tuple[Run, StepRun]:
+	"""Start a run whose first step's message is lost (never executed)."""
+	with capture(execute=False):
+		run = run_start(actor=owner, workflow=workflow)
+	step = StepRun.objects._unfiltered().get(run=run, key="root:a")
+	return run, step
+
+
+def test_a_claim_takes_the_step_once_and_leases_it_to_this_host(
+	publish: Callable[..., Workflow], owner: User, django_capture_on_commit_callbacks: Any
+) -> None:
+	_, step = lost_start(publish(linear(task("a"))), owner, django_capture_on_commit_callbacks)
+
+	first = claim_step(str(step.pk))
+	second = claim_step(str(step.pk))
+
+	assert first is not None
+	assert first.pk == step.pk
+	assert first.status == StepStatus.RUNNING
+	assert first.worker
+	assert first.lease_expires_at is not None
+	assert first.lease_expires_at > timezone.now()
+	assert first.input == step.input
+	assert second is None
+
+
+def test_run_start_returns_the_started_run_without_reading_it_back(
+	publish: Callable[..., Workflow], owner: User, django_capture_on_commit_callbacks: Any
+) -> None:
+	run, step = lost_start(publish(linear(task("a"))), owner, django_capture_on_commit_callbacks)
+
+	stored = Run.objects._unfiltered().get(pk=run.pk)
+	assert run.status == stored.status == RunStatus.RUNNING
+	assert run.last_seq == stored.last_seq > 0
+	assert run.state == stored.state
+	assert step.status == StepStatus.SCHEDULED
+
+
+def test_an_outcome_the_run_no_longer_waits_for_closes_its_step_without_advancing(
+	publish: Callable[..., Workflow],
+	owner: User,
+	settle: Callable[..., Any],
+	django_capture_on_commit_callbacks: Any,
+) -> None:
+	run, step = lost_start(publish(linear(task("a"), task("b"))), owner, django_capture_on_commit_callbacks)
+	claimed = claim_step(str(step.pk))
+	assert claimed is not None
+	settle(run_cancel, actor=owner, run=run)
+	seq = Run.objects._unfiltered().get(pk=run.pk).last_seq
+
+	taken = record_outcome(claimed, StepSucceeded(claimed.key, claimed.attempt, {"late": True}))
+	again = record_outcome(claimed, StepSucceeded(claimed.key, claimed.attempt, {"late": True}))
+
+	after = Run.objects._unfiltered().get(pk=run.pk)
+	row = StepRun.objects._unfiltered().get(pk=step.pk)
+	assert (taken, again) == (False, False)
+	assert after.status == RunStatus.CANCELLED
+	assert after.last_seq == seq
+	assert row.status not in (StepStatus.SCHEDULED, StepStatus.RUNNING)
+	assert row.lease_expires_at is None
+	assert not StepRun.objects._unfiltered().filter(run=run, key="root:b").exists()
+	assert settle(reap_steps_task) == 0
+
+
+def test_a_recorded_step_keeps_its_start_time_worker_and_output(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	run = settle(run_start, actor=owner, workflow=publish(linear(task("a", input={"value": 7}))))
+
+	row = StepRun.objects._unfiltered().get(run=run, key="root:a")
+	assert row.status == StepStatus.SUCCEEDED
+	assert row.output == {"value": 7}
+	assert row.worker
+	assert row.scheduled_at is not None
+	assert row.started_at is not None
+	assert row.finished_at is not None
+	assert row.scheduled_at <= row.started_at <= row.finished_at
+	assert row.lease_expires_at is None
+
+
+def test_the_lease_keeper_renews_running_steps_and_passes_on_cancellation(
+	publish: Callable[..., Workflow],
+	owner: User,
+	settings: Any,
+	django_capture_on_commit_callbacks: Any,
+) -> None:
+	settings.STEP_LEASE_SECONDS = 30
+	_, step = lost_start(publish(linear(task("a"))), owner, django_capture_on_commit_callbacks)
+	claimed = claim_step(str(step.pk))
+	assert claimed is not None
+	assert claimed.lease_expires_at is not None
+	keeper = LeaseKeeper()  # no thread: ticked by hand
+	executor = StepExecutor(str(step.pk))
+	keeper.watch(executor)
+
+	keeper.tick()  # just started: nothing is due yet
+	unchanged = StepRun.objects._unfiltered().get(pk=step.pk).lease_expires_at
+	executor.started -= 11  # a third of the lease has passed
+	keeper.tick()
+	renewed = StepRun.objects._unfiltered().get(pk=step.pk).lease_expires_at
+	StepRun.objects._unfiltered().filter(pk=step.pk).update(cancel_requested=True)
+	keeper._renewed[executor.step_id] -= 11
+	keeper.tick()
+
+	assert unchanged == claimed.lease_expires_at
+	assert renewed is not None
+	assert renewed > claimed.lease_expires_at
+	assert executor.cancel.is_set()
+	assert "cancelled" in (executor.cancel.reason or "")
+
+
+def test_the_lease_keeper_stops_an_action_whose_step_was_taken_away(
+	publish: Callable[..., Workflow], owner: User, django_capture_on_commit_callbacks: Any
+) -> None:
+	_, step = lost_start(publish(linear(task("a"))), owner, django_capture_on_commit_callbacks)
+	keeper = LeaseKeeper()
+	executor = StepExecutor(str(step.pk))  # never claimed: the step is not running here
+	keeper.watch(executor)
+	executor.started -= django_settings.STEP_LEASE_SECONDS
+
+	keeper.tick()
+	keeper.unwatch(executor)
+
+	assert executor.cancel.is_set()
+	assert keeper._watched == {}
+
+
+def test_a_worker_process_has_one_lease_keeper() -> None:
+	assert LeaseKeeper.get() is LeaseKeeper.get()
+
+
+def test_without_a_broker_epoch_a_step_scheduled_too_long_ago_is_sent_again(
+	publish: Callable[..., Workflow],
+	owner: User,
+	settings: Any,
+	settle: Callable[..., Any],
+	django_capture_on_commit_callbacks: Any,
+) -> None:
+	if broker_epoch() is not None:
+		pytest.skip("the broker keeps an epoch (Redis); covered by the Redis test below")
+	run, step = lost_start(publish(linear(task("a"))), owner, django_capture_on_commit_callbacks)
+	fresh = settle(reap_steps_task)
+	StepRun.objects._unfiltered().filter(pk=step.pk).update(
+		scheduled_at=timezone.now() - timedelta(seconds=settings.STEP_REDISPATCH_SECONDS + 1)
+	)
+
+	reaped = settle(reap_steps_task)
+
+	assert (fresh, reaped) == (0, 1)
+	assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+def test_with_redis_a_long_queue_is_not_sent_twice_but_a_lost_broker_is(
+	publish: Callable[..., Workflow],
+	owner: User,
+	settings: Any,
+	settle: Callable[..., Any],
+	django_capture_on_commit_callbacks: Any,
+) -> None:
+	need_service("Redis", bool(django_settings.REDIS_URL), "set REDIS_URL=redis://127.0.0.1:6379/0")
+	import redis
+
+	from config.celery import app as celery_app
+
+	broker = redis.Redis.from_url(celery_app.conf.broker_url)
+	broker.set(BROKER_EPOCH_KEY, repr(time.time() - 86_400))  # the broker has kept its data for a day
+	run, step = lost_start(publish(linear(task("a"))), owner, django_capture_on_commit_callbacks)
+	with tenant_scope(run.tenant):
+		StepRun.objects.filter(pk=step.pk).update(
+			scheduled_at=timezone.now() - timedelta(seconds=settings.STEP_REDISPATCH_SECONDS * 10)
+		)
+	queued = settle(reap_steps_task)  # waited long, but in this epoch: still in the queue
+	broker.delete(BROKER_EPOCH_KEY)  # Redis restarted without its data
+
+	lost = settle(reap_steps_task)
+
+	assert (queued, lost) == (0, 1)
+	assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+def test_a_long_wait_holds_no_lease(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	run = settle(run_start, actor=owner, workflow=publish(linear(node("nap", "wait", duration="PT1H"))))
+
+	assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.WAITING
+	assert not StepRun.objects._unfiltered().filter(run=run, lease_expires_at__isnull=False).exists()
