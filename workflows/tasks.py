@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -41,10 +41,12 @@ __all__ = [
 logger = logging.getLogger("apg.engine")
 
 
-@shared_task(name="apg.execute_step", acks_late=True, ignore_result=True)
-def execute_step_task(step_id: str) -> None:
-	"""Execute one step attempt (steps and steps.cpu queues)."""
-	StepExecutor(step_id).run()
+@shared_task(name="apg.execute_step", bind=True, acks_late=True, ignore_result=True)
+def execute_step_task(self: Task, step_id: str) -> None:
+	"""Execute one step attempt (steps and steps.cpu queues), and the steps it leads to on the same queue."""
+	delivery = self.request.delivery_info or {}
+	queue = delivery.get("routing_key") if not self.request.is_eager else None
+	StepExecutor(step_id).run(queue=queue or None)
 
 
 @shared_task(name="apg.deliver", acks_late=True, ignore_result=True)

@@ -189,6 +189,10 @@ CELERY_TASK_DEFAULT_QUEUE = "engine"
 # --- Engine ----------------------------------------------------------------------------
 
 ENGINE_EXPRESSION_TIMEOUT = 1.0
+# A worker whose step leads to a next step on the same queue runs that one itself (no broker
+# hop), for at most this many steps or seconds in a row; then the broker decides again.
+STEP_CONTINUE_MAX_STEPS = 100
+STEP_CONTINUE_MAX_SECONDS = 1.0
 STEP_LEASE_SECONDS = ENV.STEP_LEASE_SECONDS
 # With a broker that keeps no epoch (the in-memory one), a step still "scheduled" this long
 # after dispatch has lost its message and is sent again; with Redis, only steps dispatched

@@ -211,3 +211,49 @@ def test_a_long_wait_holds_no_lease(
 
 	assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.WAITING
 	assert not StepRun.objects._unfiltered().filter(run=run, lease_expires_at__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_runs_the_next_steps_on_its_queue_itself_within_its_budget(
+	publish: Callable[..., Workflow], owner: User, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	from workflows.engine import effects
+
+	sent: list[tuple[str, str]] = []
+	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
+	workflow = publish(linear(task("a"), task("b"), task("c"), task("d")))
+	run = run_start(actor=owner, workflow=workflow)
+	first = StepRun.objects._unfiltered().get(run=run, key="root:a")
+	settings.STEP_CONTINUE_MAX_STEPS = 3
+
+	executed = StepExecutor(str(first.pk)).run(queue="steps")
+
+	rows = {s.key: s for s in StepRun.objects._unfiltered().filter(run=run)}
+	assert executed == 3
+	assert [rows[k].status for k in ("root:a", "root:b", "root:c")] == [StepStatus.SUCCEEDED] * 3
+	assert rows["root:b"].worker == rows["root:a"].worker != ""
+	assert rows["root:d"].status == StepStatus.SCHEDULED  # the budget is spent: back to the broker
+	assert sent == [(str(first.pk), "steps"), (str(rows["root:d"].pk), "steps")]
+
+	assert StepExecutor(str(rows["root:d"].pk)).run(queue="steps") == 1
+	assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_does_not_keep_steps_meant_for_another_queue(
+	publish: Callable[..., Workflow], owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	from workflows.engine import effects
+
+	sent: list[tuple[str, str]] = []
+	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
+	workflow = publish(linear(task("a"), task("fib", "compute.fibonacci", input={"n": 5}, queue="steps.cpu")))
+	run = run_start(actor=owner, workflow=workflow)
+	first = StepRun.objects._unfiltered().get(run=run, key="root:a")
+
+	executed = StepExecutor(str(first.pk)).run(queue="steps")
+
+	fib = StepRun.objects._unfiltered().get(run=run, key="root:fib")
+	assert executed == 1
+	assert fib.status == StepStatus.SCHEDULED
+	assert sent[-1] == (str(fib.pk), "steps.cpu")

@@ -133,6 +133,7 @@ class AdvanceResult:
 	applied: int = 0
 	stale: int = 0
 	recorded: bool = False
+	continued: StepRun | None = None
 	status: RunStatus | None = None
 	transitions: list[Transition] = field(default_factory=list)
 
@@ -155,6 +156,7 @@ def advance(
 	now: float | None = None,
 	recording: Recording | None = None,
 	created: Run | None = None,
+	continue_on: str | None = None,
 ) -> AdvanceResult:
 	"""Apply ``happening`` to a run: lock, apply, persist, and schedule side effects after commit.
 
@@ -171,7 +173,14 @@ def advance(
 	``created`` is the run itself when it was inserted in the caller's (still open)
 	transaction: no one else can see it yet, so it is neither locked nor read back, and it is
 	updated in place.
+
+	``continue_on`` (a queue name, with ``recording``): the recording worker consumes that
+	queue and will run the next step itself. The first new step dispatched to that queue is
+	then written already claimed by that worker (``running``, with a lease) instead of being
+	sent to the broker, and returned in :attr:`AdvanceResult.continued`; a worker that dies
+	before finishing it leaves a lease that expires, like any other.
 	"""
+	assert continue_on is None or recording is not None, "only a recording worker continues"
 	with transaction.atomic(savepoint=False):
 		if created is not None:
 			assert str(created.pk) == str(run_id), "created must be the run being advanced"
@@ -185,7 +194,9 @@ def advance(
 				.select_related("tenant")
 				.get(pk=run_id)
 			)
-		applier = _Applier(run, now=now if now is not None else now_ts(), recording=recording)
+		applier = _Applier(
+			run, now=now if now is not None else now_ts(), recording=recording, continue_on=continue_on
+		)
 		applier.apply(happening)
 		if recording is not None and (recording.key, recording.attempt) not in applier.steps:
 			assert isinstance(happening, core.StepSucceeded | core.StepFailed), happening
@@ -199,10 +210,13 @@ class _Applier:
 
 	logger = logging.getLogger("apg.engine")
 
-	def __init__(self, run: Run, *, now: float, recording: Recording | None = None) -> None:
+	def __init__(
+		self, run: Run, *, now: float, recording: Recording | None = None, continue_on: str | None = None
+	) -> None:
 		self.run = run
 		self.now = now
 		self.recording = recording
+		self.continue_on = continue_on
 		self.engine = engine_for(run.version_id)
 		self.result = AdvanceResult()
 		self.steps: dict[tuple[str, int], core.RecordStep] = {}
@@ -565,11 +579,31 @@ class _Applier:
 				fields["worker"] = recording.worker[:200]
 				self.result.recorded = True
 			StepRun.objects._unfiltered().filter(pk=pk).update(**fields, updated_at=timezone.now())
+		continued = self.take_for_worker(to_create)
 		if to_create:
 			StepRun.objects._unfiltered().bulk_create(to_create)
 		self.dispatch_ids = [
-			(str(ids[(d.key, d.attempt)]), d.queue) for d in self.dispatches if (d.key, d.attempt) in ids
+			(str(ids[(d.key, d.attempt)]), d.queue)
+			for d in self.dispatches
+			if (d.key, d.attempt) in ids and (continued is None or ids[(d.key, d.attempt)] != continued.pk)
 		]
+
+	def take_for_worker(self, new_rows: list[StepRun]) -> StepRun | None:
+		"""Claim the first new step for ``continue_on`` for the recording worker (see :func:`advance`)."""
+		if self.continue_on is None or self.recording is None:
+			return None
+		new = {(row.key, row.attempt): row for row in new_rows}
+		for dispatch in self.dispatches:
+			row = new.get((dispatch.key, dispatch.attempt))
+			if row is not None and dispatch.queue == self.continue_on:
+				now = _dt(self.now)
+				row.status = StepStatus.RUNNING
+				row.started_at = now
+				row.lease_expires_at = now + timedelta(seconds=settings.STEP_LEASE_SECONDS)
+				row.worker = self.recording.worker[:200]
+				self.result.continued = row
+				return row
+		return None
 
 	# -- logging ---------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 from typing import Any
 
 from workflows.dsl import Definition
@@ -47,7 +47,9 @@ class Engine:
 		else:
 			assert state is not None, "only Start may create a state"
 			assert state.get("v") == STATE_VERSION, "unknown state version"
-			work = Work(self, copy.deepcopy(state), now)
+			# A state is JSON (it is stored as JSON between transitions): copying it through
+			# the C JSON codec is about twice as fast as deepcopy and gives the same values.
+			work = Work(self, json.loads(json.dumps(state)), now)
 			work.handle(happening)
 		work.settle()
 		status = RunStatus(work.state["status"])
