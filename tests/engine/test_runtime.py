@@ -297,6 +297,37 @@ def test_events_reach_the_waiting_run_by_correlation(
 	assert not Timer.objects.for_tenant(tenant).filter(run=run).exists()
 
 
+def test_an_event_for_many_runs_reaches_them_all_even_if_one_delivery_fails(
+	tenant: Tenant,
+	publish: Callable[..., Workflow],
+	owner: User,
+	settle: Callable[..., Any],
+	monkeypatch: pytest.MonkeyPatch,
+	caplog: pytest.LogCaptureFixture,
+) -> None:
+	from workflows.engine import runtime
+	from workflows.services import runs as run_services
+
+	monkeypatch.setattr(run_services, "INLINE_EVENT_DELIVERIES", 3)
+	workflow = publish(_event_doc())
+	waiting = [settle(run_start, actor=owner, workflow=workflow, input={"order": "same"}) for _ in range(5)]
+	broken = min(waiting, key=lambda r: str(r.pk))
+	real_advance = runtime.advance
+
+	def flaky(run_id: Any, happening: Any, **kwargs: Any) -> Any:
+		if str(run_id) == str(broken.pk):
+			raise RuntimeError("the database hiccuped")
+		return real_advance(run_id, happening, **kwargs)
+
+	monkeypatch.setattr(run_services, "advance", flaky)  # inline deliveries only; tasks use the real one
+
+	outcome = settle(event_publish, actor=owner, tenant=tenant, type="order.paid", correlation="same")
+
+	assert outcome.delivered == 5
+	assert [fetch(r).status for r in waiting] == [RunStatus.SUCCEEDED] * 5
+	assert f"delivering an event to run {broken.pk} failed" in caplog.text
+
+
 def test_an_event_published_just_before_the_wait_starts_is_not_lost(
 	tenant: Tenant, publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
 ) -> None:

@@ -6,6 +6,7 @@ Each checks permission, applies one happening through :func:`workflows.engine.ru
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,8 @@ from workflows.models import (
 from workflows.permissions import require
 from workflows.roles import Perm, Role
 from workflows.services.audit import audit_record
+
+logger = logging.getLogger("apg.engine")
 
 __all__ = [
 	"EventOutcome",
@@ -255,6 +258,21 @@ def approval_decide(
 	return approval
 
 
+# Waiting runs an event_publish call advances itself, in its own transaction; more are
+# handed to the engine queue (one task each).
+INLINE_EVENT_DELIVERIES = 10
+
+
+def _log_inline_delivery_failed(run_id: Any, error: Exception) -> None:
+	logger.error(
+		"delivering an event to run %s failed; handed to the engine queue: %s",
+		run_id,
+		error,
+		exc_info=error,
+		extra={"run_id": str(run_id)},
+	)
+
+
 @dataclass(frozen=True, slots=True)
 class EventOutcome:
 	"""Where a published event went."""
@@ -306,7 +324,18 @@ def event_publish(
 		)
 		body = {"type": type, "correlation": correlation, "payload": event.payload, "event_id": str(event.pk)}
 		EventSubscription.objects.for_tenant(tenant).filter(pk__in=[s.pk for s in waiting]).delete()
-		targets = [(str(s.run_id), happening_to_dict(core.EventReceived(s.key, body))) for s in waiting]
+		# The first few waiting runs advance in this transaction (locked in id order, so two
+		# publishers never wait for each other in a cycle); the rest get a task each.
+		ordered = sorted(waiting, key=lambda s: str(s.run_id))
+		later = ordered[INLINE_EVENT_DELIVERIES:]
+		for subscription in ordered[:INLINE_EVENT_DELIVERIES]:
+			try:
+				with transaction.atomic():
+					advance(subscription.run_id, core.EventReceived(subscription.key, body))
+			except Exception as exc:  # noqa: BLE001 - one run's failure must not lose the event for others
+				_log_inline_delivery_failed(subscription.run_id, exc)
+				later.append(subscription)
+		targets = [(str(s.run_id), happening_to_dict(core.EventReceived(s.key, body))) for s in later]
 
 		def deliver() -> None:
 			from workflows.engine.effects import run_later
@@ -314,7 +343,8 @@ def event_publish(
 			for run_id, happening in targets:
 				run_later("deliver", run_id, happening)
 
-		transaction.on_commit(deliver)
+		if targets:
+			transaction.on_commit(deliver)
 		from workflows.services.triggers import event_triggers_schedule
 
 		started = event_triggers_schedule(event=event)
