@@ -7,6 +7,7 @@ what it got (secrets excepted), so nobody has to read a traceback to fix a deplo
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["BASE_DIR", "ConfigError", "EnvSettings", "load_env"]
+__all__ = ["BASE_DIR", "ConfigError", "EnvSettings", "load_env", "parse_rate"]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,28 @@ _EXPECTS: dict[str, str] = {
 	"EVENT_RETENTION_SECONDS": "a whole number of seconds from 0 to 2592000",
 	"SECRETS_ENCRYPTION_KEY": "one or more Fernet keys, comma-separated (python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
 	"CONNECTOR_ALLOW_PRIVATE_NETWORKS": "true or false (true lets connectors call private and loopback addresses)",
+	"API_RATE_PER_TOKEN": "requests per period, e.g. '1200/minute' (periods: second, minute, hour, day), or 'off'",
+	"API_RATE_PER_TENANT": "requests per period, e.g. '6000/minute' (periods: second, minute, hour, day), or 'off'",
+	"API_MAX_BODY_BYTES": "a whole number of bytes from 1024 to 1073741824, e.g. 10485760 for 10 MiB",
+	"API_BULK_MAX_ITEMS": "a whole number from 1 to 100000",
 }
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|h|days?|d)\s*$", re.IGNORECASE)
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(value: str) -> tuple[int, int] | None:
+	"""``'1200/minute'`` as ``(1200, 60)``: requests allowed per window of seconds; None for ``off``.
+
+	Raises:
+		ValueError: the value is neither ``N/period`` (N >= 1) nor ``off``.
+	"""
+	if value.strip().lower() == "off":
+		return None
+	match = _RATE.match(value)
+	if match is None or int(match.group(1)) < 1:
+		raise ValueError(f"{value!r} is not N/period with N >= 1")
+	return int(match.group(1)), _PERIOD_SECONDS[match.group(2)[0].lower()]
 
 
 class ConfigError(ImproperlyConfigured):
@@ -100,8 +122,19 @@ class EnvSettings(BaseSettings):
 	EVENT_RETENTION_SECONDS: int = Field(default=86_400, ge=0, le=30 * 86_400)
 	CONNECTOR_ALLOW_PRIVATE_NETWORKS: bool = False
 	SECRETS_ENCRYPTION_KEY: str | None = None
+	# API limits: generous defaults that normal use never reaches (see docs/installation_guide.md).
+	API_RATE_PER_TOKEN: str = "1200/minute"  # noqa: S105 - a rate, not a secret
+	API_RATE_PER_TENANT: str = "6000/minute"
+	API_MAX_BODY_BYTES: int = Field(default=10 << 20, ge=1024, le=1 << 30)
+	API_BULK_MAX_ITEMS: int = Field(default=1000, ge=1, le=100_000)
 
 	_split_hosts = field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", mode="before")(_split_csv)
+
+	@field_validator("API_RATE_PER_TOKEN", "API_RATE_PER_TENANT")
+	@classmethod
+	def _check_rate(cls, value: str) -> str:
+		parse_rate(value)
+		return value.strip()
 
 	@field_validator("DATABASE_URL")
 	@classmethod

@@ -1,7 +1,8 @@
-"""The GraphQL schema: every app contributes its Query (and later Mutation) classes."""
+"""The GraphQL schema: every app contributes its Query and Mutation classes."""
 
 import graphene
 
+from workflows.graphql.schema import Mutation as WorkflowsMutation
 from workflows.graphql.schema import Query as WorkflowsQuery
 
 
@@ -9,4 +10,8 @@ class Query(WorkflowsQuery, graphene.ObjectType):
 	"""Root query."""
 
 
-schema = graphene.Schema(query=Query)
+class Mutation(WorkflowsMutation, graphene.ObjectType):
+	"""Root mutation."""
+
+
+schema = graphene.Schema(query=Query, mutation=Mutation)

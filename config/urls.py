@@ -9,6 +9,8 @@ from workflows import triggers_api, views
 from workflows.graphql.view import TenantGraphQLView
 from workflows.health import HealthView, ReadinessView
 
+handler404 = "workflows.api.errors.not_found"
+
 admin.site.site_header = "APG Workflow Orchestration"
 admin.site.site_title = "APG admin"
 

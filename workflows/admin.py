@@ -32,6 +32,8 @@ from workflows.models import (
 	Timer,
 	Trigger,
 	User,
+	WebhookDelivery,
+	WebhookSubscription,
 	Workflow,
 	WorkflowTemplate,
 	WorkflowVersion,
@@ -321,3 +323,19 @@ class SecretAdmin(ReadOnlyTenantAdmin):
 
 	list_display = ("name", "tenant", "description", "updated_at")
 	exclude = ("ciphertext",)
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(ReadOnlyTenantAdmin):
+	"""Webhooks are managed through their services (validation, audit); the signing secret is never shown."""
+
+	list_display = ("url", "tenant", "active", "consecutive_failures", "disabled_at", "created_at")
+	list_filter = ("active",)
+	exclude = ("ciphertext",)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyTenantAdmin):
+	list_display = ("event_type", "subscription", "status", "attempts", "response_status", "created_at")
+	list_filter = ("status", "event_type")
+	search_fields = ("id", "event_id", "run_id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
@@ -9,13 +10,13 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from workflows import context
 from workflows.http import set_request_tenant
 from workflows.selectors.tenancy import active_tenant_for
 
-__all__ = ["RequestContextMiddleware", "TenantMiddleware", "client_address"]
+__all__ = ["RequestBodyLimitMiddleware", "RequestContextMiddleware", "TenantMiddleware", "client_address"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -91,3 +92,57 @@ class TenantMiddleware:
 			return self.get_response(request)
 		finally:
 			context._tenant.reset(token)
+
+
+class RequestBodyLimitMiddleware:
+	"""Answer 413 (problem+json) to a body over API_MAX_BODY_BYTES on /api/, /graphql and /hooks/.
+
+	The declared Content-Length is checked first; then the body is read, at most one byte
+	past the limit, so a missing (chunked) or understated Content-Length cannot slip a larger
+	body through. What was read is kept as the request's body, with Content-Length set to
+	its real size, so the parsers behind see exactly the bytes that were checked (DRF would
+	otherwise take a chunked body without Content-Length for an empty one).
+	"""
+
+	PREFIXES = ("/api/", "/graphql", "/hooks/")
+	logger = logging.getLogger("apg.request")
+
+	def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+		self.get_response = get_response
+
+	def __call__(self, request: HttpRequest) -> HttpResponse:
+		if not request.path.startswith(self.PREFIXES):
+			return self.get_response(request)
+		limit: int = settings.API_MAX_BODY_BYTES
+		declared = request.META.get("CONTENT_LENGTH") or ""
+		if declared.isdigit() and int(declared) > limit:
+			return self._too_large(request, limit, int(declared))
+		body = request.read(limit + 1)
+		if len(body) > limit:
+			return self._too_large(request, limit, None)
+		request._body = body
+		request._stream = io.BytesIO(body)
+		request.META["CONTENT_LENGTH"] = str(len(body))
+		return self.get_response(request)
+
+	def _too_large(self, request: HttpRequest, limit: int, declared: int | None) -> HttpResponse:
+		from workflows.api.errors import problem
+		from workflows.expressions.errors import format_bytes
+
+		self._log_body_too_large(request, limit, declared)
+		size = f" ({declared} bytes)" if declared is not None else ""
+		detail = (
+			f"The request body{size} is larger than the limit of {format_bytes(limit)} ({limit} bytes, "
+			"API_MAX_BODY_BYTES). Send less per request: split a bulk request into several smaller "
+			"ones, or keep large data outside the request and pass a reference to it."
+		)
+		body = problem(status_code=413, detail=detail, kind="request-too-large")
+		return JsonResponse(body, status=413, content_type="application/problem+json")
+
+	def _log_body_too_large(self, request: HttpRequest, limit: int, declared: int | None) -> None:
+		self.logger.warning(
+			"request body over the limit refused: %s %s",
+			request.method,
+			request.path,
+			extra={"limit_bytes": limit, "declared_bytes": declared},
+		)

@@ -282,3 +282,6 @@ def start_event_triggers_task(event_id: str) -> int:
 	if event is None or not event.tenant.is_active:
 		return 0
 	return len(event_triggers_start(event=event))
+
+
+from workflows import webhook_tasks  # noqa: E402, F401 - registers the outgoing-webhook tasks

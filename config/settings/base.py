@@ -182,6 +182,11 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
 		"schedule": 3600.0,
 		"options": {"queue": "engine", "expires": 600},
 	},
+	"sweep-webhook-deliveries": {
+		"task": "apg.sweep_webhook_deliveries",
+		"schedule": 10.0,
+		"options": {"queue": "engine", "expires": 20},
+	},
 }
 CELERY_TASK_ROUTES = {"apg.execute_step": {"queue": "steps"}}
 CELERY_TASK_DEFAULT_QUEUE = "engine"
@@ -273,8 +278,18 @@ REST_FRAMEWORK = {
 		"rest_framework.parsers.FormParser",
 		"rest_framework.parsers.MultiPartParser",
 	],
-	"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-	"DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+	"DEFAULT_SCHEMA_CLASS": "workflows.api.schema.ProblemAutoSchema",
+	# Every API view counts requests per API token (or signed-in user) and per tenant; see
+	# workflows/api/throttles.py. "login" is the token endpoint's own lockout rate.
+	"DEFAULT_THROTTLE_CLASSES": [
+		"workflows.api.throttles.TokenRateThrottle",
+		"workflows.api.throttles.TenantRateThrottle",
+	],
+	"DEFAULT_THROTTLE_RATES": {
+		"login": "10/min",
+		"token": ENV.API_RATE_PER_TOKEN,
+		"tenant": ENV.API_RATE_PER_TENANT,
+	},
 	"EXCEPTION_HANDLER": "workflows.api.errors.problem_exception_handler",
 	"UNAUTHENTICATED_USER": None,
 }
@@ -289,3 +304,46 @@ GRAPHENE = {"SCHEMA": "config.schema.schema"}
 # --- Logging ----------------------------------------------------------------------------
 
 LOGGING = build_logging(level=ENV.LOG_LEVEL, json_lines=ENV.json_logs)
+
+# API limits ---------------------------------------------------------------------------------
+# Request bodies on /api/, /graphql and /hooks/ over API_MAX_BODY_BYTES are refused with 413
+# (workflows.middleware.RequestBodyLimitMiddleware, placed early so nothing reads the body
+# first); Django's own form limit is the same number. Every /api/ response carries its API
+# version and, for deprecated views, Deprecation/Sunset headers (workflows.api.versioning).
+API_MAX_BODY_BYTES = ENV.API_MAX_BODY_BYTES
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+API_BULK_MAX_ITEMS = ENV.API_BULK_MAX_ITEMS
+_AFTER_REQUEST_CONTEXT = MIDDLEWARE.index("workflows.middleware.RequestContextMiddleware") + 1
+MIDDLEWARE[_AFTER_REQUEST_CONTEXT:_AFTER_REQUEST_CONTEXT] = [
+	"workflows.api.versioning.ApiVersionMiddleware",
+	"workflows.middleware.RequestBodyLimitMiddleware",
+]
+
+# GraphQL
+# Budgets checked on the parsed document before it executes (workflows/graphql/limits.py): how
+# deeply fields may nest, the complexity (each field 1, paid per item of the page above it),
+# aliases and top-level fields per operation, and the largest page a connection serves.
+GRAPHQL_MAX_DEPTH = 10
+GRAPHQL_MAX_COMPLEXITY = 50_000
+GRAPHQL_MAX_ALIASES = 30
+GRAPHQL_MAX_ROOT_FIELDS = 20
+GRAPHQL_MAX_PAGE_SIZE = 100
+
+# Outgoing webhooks -------------------------------------------------------------------------
+# Deliveries are POSTed by the apg.deliver_webhook task (steps queue), retried with capped
+# exponential backoff and jitter (base * 2^(n-1), at most the cap, then a random half to all
+# of it), and marked dead after WEBHOOK_MAX_ATTEMPTS. A subscription whose attempts failed
+# WEBHOOK_DISABLE_AFTER_FAILURES times in a row, over at least WEBHOOK_DISABLE_AFTER_SECONDS,
+# is disabled with a notice. The engine reads each tenant's subscriptions at most every
+# WEBHOOK_SUBSCRIPTION_CACHE_SECONDS per process. See docs/webhooks.md.
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+WEBHOOK_MAX_ATTEMPTS = 10
+WEBHOOK_RETRY_BASE_SECONDS = 15.0
+WEBHOOK_RETRY_MAX_SECONDS = 3600.0
+WEBHOOK_DISABLE_AFTER_FAILURES = 20
+WEBHOOK_DISABLE_AFTER_SECONDS = 24 * 3600.0
+WEBHOOK_SUBSCRIPTION_CACHE_SECONDS = 5.0
+# A delivery due this long after it was last sent to a worker lost its message: sweep it.
+WEBHOOK_REDISPATCH_SECONDS = 60.0
+# The sweeper deletes succeeded and dead deliveries this old (the delivery log's retention).
+WEBHOOK_DELIVERY_RETENTION_DAYS = 30

@@ -122,6 +122,7 @@ async def test_websocket_with_a_token_header_receives_tenant_events(
 
 	connected, _ = await communicator.connect()
 	hello = await communicator.receive_json_from(timeout=5)
+	caught_up = await communicator.receive_json_from(timeout=5)
 	layer = get_channel_layer()
 	assert layer is not None
 	await layer.group_send(tenant_group(tenant.pk), {"type": "tenant.event", "event": {"seq": 1}})
@@ -134,6 +135,7 @@ async def test_websocket_with_a_token_header_receives_tenant_events(
 
 	assert connected
 	assert hello == {"type": "hello", "tenant": tenant.slug, "user": owner.username}
+	assert caught_up["type"] == "caught_up"
 	assert event == {"type": "event", "event": {"seq": 1}}
 	assert pong == {"type": "pong"}
 	assert unknown["type"] == "error"

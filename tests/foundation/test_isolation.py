@@ -31,6 +31,8 @@ from workflows.models import (
 	Tenant,
 	Trigger,
 	User,
+	WebhookDelivery,
+	WebhookSubscription,
 	Workflow,
 	WorkflowTemplate,
 )
@@ -39,6 +41,7 @@ from workflows.services.definitions import template_publish, workflow_create, wo
 from workflows.services.runs import run_start
 from workflows.services.tokens import api_token_create
 from workflows.services.triggers import trigger_create
+from workflows.services.webhooks import webhook_create, webhook_ping
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +56,9 @@ OBJECT_FOR_PARAM: dict[str, Callable[[Tenant], Any]] = {
 	"step_id": lambda t: StepRun.objects.for_tenant(t).first(),
 	"approval_id": lambda t: Approval.objects.for_tenant(t).first(),
 	"trigger_id": lambda t: Trigger.objects.for_tenant(t).first(),
+	"membership_id": lambda t: Membership.objects.for_tenant(t).first(),
+	"webhook_id": lambda t: WebhookSubscription.objects.for_tenant(t).first(),
+	"delivery_id": lambda t: WebhookDelivery.objects.for_tenant(t).first(),
 }
 
 # Where the unscoped escape hatches may appear, and why. Anything else is a leak waiting to happen.
@@ -69,6 +75,7 @@ ALLOWED_BYPASSES: dict[str, str] = {
 	"workflows/engine/worker.py": "workers claim steps by id",
 	"workflows/tasks.py": "sweepers and the reaper serve every tenant",
 	"workflows/services/secrets.py": "the engine reads a run's secrets by its tenant id",
+	"workflows/webhook_tasks.py": "webhook deliveries are claimed by id; their sweeper serves every tenant",
 }
 _BYPASS = re.compile(r"dangerously_unscoped\(|\._unfiltered\(|_tenant\.set\(")
 
@@ -106,6 +113,10 @@ def two_tenants(tenant_factory: Callable[..., Tenant], member_factory: Callable[
 			kind="cron",
 			cron_expression="0 3 * * *",
 		)
+		subscription = webhook_create(
+			actor=owner_b, tenant=b, url="https://b.example.com/hook", event_types=["*"]
+		).subscription
+		webhook_ping(actor=owner_b, subscription=subscription)
 	return {"a": a, "b": b, "owner_a": owner_a, "owner_b": owner_b}
 
 
@@ -184,6 +195,168 @@ def test_graphql_shows_only_the_callers_tenant(
 	assert [m["username"] for m in data["members"]] == [two_tenants["owner_a"].username]
 	b_object_ids = set(AuditEvent.objects.for_tenant(two_tenants["b"]).values_list("object_id", flat=True))
 	assert not b_object_ids & {e["objectId"] for e in data["auditEvents"]}
+
+
+# --- GraphQL: every field and mutation naming an object, with tenant B's ids -------------------
+
+GraphQLOperation = Callable[[Tenant], tuple[str, dict[str, Any]]]
+
+
+def _run_mutation(verb: str) -> GraphQLOperation:
+	return lambda t: (
+		f"mutation($id: ID!) {{ {verb}(id: $id) {{ run {{ id }} }} }}",
+		{"id": str(Run.objects.for_tenant(t).get().pk)},
+	)
+
+
+def _approval_mutation(verb: str) -> GraphQLOperation:
+	return lambda t: (
+		f"mutation($id: ID!) {{ {verb}(id: $id) {{ approval {{ id }} }} }}",
+		{"id": str(Approval.objects.for_tenant(t).get().pk)},
+	)
+
+
+# How each GraphQL root field or mutation names one of tenant B's objects. A new one taking an
+# ID argument and missing from both maps fails test_every_graphql_id_argument_is_walked.
+GRAPHQL_LOOKUPS: dict[str, GraphQLOperation] = {
+	"workflow": lambda t: (
+		"query($id: ID!) { workflow(id: $id) { id name draft } }",
+		{"id": str(Workflow.objects.for_tenant(t).get().pk)},
+	),
+	"workflowVersion": lambda t: (
+		"query($id: ID!) { workflowVersion(workflowId: $id, number: 1) { id definition } }",
+		{"id": str(Workflow.objects.for_tenant(t).get().pk)},
+	),
+	"run": lambda t: (
+		"query($id: ID!) { run(id: $id) { id input } }",
+		{"id": str(Run.objects.for_tenant(t).get().pk)},
+	),
+	"step": lambda t: (
+		"query($id: ID!) { step(id: $id) { id key } }",
+		{"id": str(StepRun.objects.for_tenant(t).order_by("created_at")[0].pk)},
+	),
+	"approval": lambda t: (
+		"query($id: ID!) { approval(id: $id) { id title } }",
+		{"id": str(Approval.objects.for_tenant(t).get().pk)},
+	),
+	"template": lambda t: (
+		"query($id: ID!) { template(id: $id) { id definition } }",
+		{"id": str(WorkflowTemplate.objects.get(tenant=t).pk)},
+	),
+	"workflowUpdate": lambda t: (
+		'mutation($id: ID!) { workflowUpdate(id: $id, name: "Mine now") { workflow { id } } }',
+		{"id": str(Workflow.objects.for_tenant(t).get().pk)},
+	),
+	"workflowPublish": lambda t: (
+		"mutation($id: ID!) { workflowPublish(id: $id) { created } }",
+		{"id": str(Workflow.objects.for_tenant(t).get().pk)},
+	),
+	"templateInstantiate": lambda t: (
+		"mutation($id: ID!) { templateInstantiate(id: $id) { workflow { id draft } } }",
+		{"id": str(WorkflowTemplate.objects.get(tenant=t).pk)},
+	),
+	"runStart": lambda t: (
+		"mutation($id: ID!) { runStart(workflowId: $id) { run { id } } }",
+		{"id": str(Workflow.objects.for_tenant(t).get().pk)},
+	),
+	**{verb: _run_mutation(verb) for verb in ("runCancel", "runPause", "runResume", "runRetry", "runRerun")},
+	**{verb: _approval_mutation(verb) for verb in ("approvalApprove", "approvalReject")},
+}
+# Lists filtered by an id: another tenant's id finds nothing (as REST's filters).
+GRAPHQL_ID_FILTERS: dict[str, GraphQLOperation] = {
+	"runs": lambda t: (
+		"query($id: ID!) { runs(workflow: $id) { edges { node { id } } } }",
+		{"id": str(Workflow.objects.for_tenant(t).get().pk)},
+	),
+	"auditLog": lambda t: (
+		"query($id: ID!) { auditLog(actorId: $id) { edges { node { id } } } }",
+		{"id": str(Membership.objects.for_tenant(t).get().user_id)},
+	),
+}
+
+
+def test_every_graphql_id_argument_is_walked() -> None:
+	from graphql import get_named_type
+
+	from config.schema import schema
+
+	graphql_schema = schema.graphql_schema
+	taking_ids = {
+		name
+		for root in (graphql_schema.query_type, graphql_schema.mutation_type)
+		if root is not None
+		for name, field in root.fields.items()
+		if any(get_named_type(argument.type).name == "ID" for argument in field.args.values())
+	}
+
+	missing = taking_ids - GRAPHQL_LOOKUPS.keys() - GRAPHQL_ID_FILTERS.keys()
+	assert not missing, f"add these GraphQL fields to GRAPHQL_LOOKUPS or GRAPHQL_ID_FILTERS: {missing}"
+
+
+def test_graphql_answers_another_tenants_ids_like_missing_ones(
+	two_tenants: dict[str, Any], token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	a, b = two_tenants["a"], two_tenants["b"]
+	client = token_client(two_tenants["owner_a"], a)
+	b_audit = AuditEvent.objects.for_tenant(b).count()
+	b_runs = {run.pk: run.status for run in Run.objects.for_tenant(b)}
+
+	for name, operation in GRAPHQL_LOOKUPS.items():
+		query, variables = operation(b)
+		response = client.post("/graphql", {"query": query, "variables": variables}, format="json")
+		body = response.json()
+
+		assert response.status_code == 200, (name, body)
+		assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], (name, body)
+		assert body["errors"][0]["message"] == "Not found.", name
+		assert body["data"] == {name: None}, name
+		assert "B secret flow" not in response.content.decode(), name
+
+	assert AuditEvent.objects.for_tenant(b).count() == b_audit
+	assert {run.pk: run.status for run in Run.objects.for_tenant(b)} == b_runs
+	assert Workflow.objects.for_tenant(a).count() == 0
+
+
+def test_graphql_finds_another_tenants_objects_by_slug_no_better(
+	two_tenants: dict[str, Any], token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	client = token_client(two_tenants["owner_a"], two_tenants["a"])
+	slug = Workflow.objects.for_tenant(two_tenants["b"]).get().slug
+
+	for query in (
+		"query($s: ID!) { workflow(id: $s) { id } }",
+		"query($s: ID!) { template(id: $s) { id } }",
+		'query($s: ID!) { runs(workflow: "00000000-0000-0000-0000-000000000000") { edges { cursor } } workflow(id: $s) { id } }',
+	):
+		body = client.post("/graphql", {"query": query, "variables": {"s": slug}}, format="json").json()
+		assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], body
+
+
+def test_graphql_lists_and_id_filters_show_only_the_callers_tenant(
+	two_tenants: dict[str, Any], token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	client = token_client(two_tenants["owner_a"], two_tenants["a"])
+	lists = (
+		"{ workflows(includeArchived: true) { edges { node { id } } } runs { edges { node { id } } }"
+		" approvals { edges { node { id } } } templates(first: 100) { edges { node { id slug } } }"
+		" auditLog(first: 100) { edges { node { objectId objectRepr } } } }"
+	)
+
+	response = client.post("/graphql", {"query": lists}, format="json")
+	filtered = {
+		name: client.post(
+			"/graphql", dict(zip(("query", "variables"), op(two_tenants["b"]), strict=True)), format="json"
+		).json()
+		for name, op in GRAPHQL_ID_FILTERS.items()
+	}
+
+	data = response.json()["data"]
+	assert data["workflows"]["edges"] == data["runs"]["edges"] == data["approvals"]["edges"] == []
+	assert "b-secret-flow" not in {edge["node"]["slug"] for edge in data["templates"]["edges"]}
+	assert "B secret flow" not in response.content.decode()
+	for name, body in filtered.items():
+		assert "errors" not in body, body
+		assert body["data"][name]["edges"] == [], name
 
 
 def test_admin_shows_tenant_admins_only_their_tenant(two_tenants: dict[str, Any], client: Client) -> None:

@@ -448,7 +448,9 @@ class WorkflowExportView(TenantAPIView):
 			(200, "application/json"): OpenApiResponse(
 				OpenApiTypes.OBJECT, description="An export document."
 			),
-			(200, "application/yaml"): OpenApiResponse(OpenApiTypes.STR, description="An export document."),
+			(200, "application/yaml"): OpenApiResponse(
+				OpenApiTypes.OBJECT, description="The same export document, as YAML."
+			),
 			**_problems(400),
 		},
 		tags=_WORKFLOWS,

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -20,7 +21,7 @@ from rest_framework.views import exception_handler
 from workflows.context import request_id
 from workflows.errors import Conflict, NotFound, PermissionDenied, ServiceError, ValidationFailed
 
-__all__ = ["PROBLEM_BASE", "problem", "problem_exception_handler"]
+__all__ = ["PROBLEM_BASE", "not_found", "problem", "problem_exception_handler"]
 
 PROBLEM_BASE = "https://apg-workflows.dev/problems/"
 
@@ -132,9 +133,26 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 	else:
 		detail = response.data.get("detail", str(exc)) if isinstance(response.data, dict) else str(exc)
 		wait = getattr(exc, "wait", None)
-		if isinstance(exc, exceptions.Throttled) and wait is not None:
+		# A plain Throttled (the sign-in lockout) gets a uniform detail; subclasses such as the
+		# rate limits' RateLimited already say which limit was hit.
+		if type(exc) is exceptions.Throttled and wait is not None:
 			detail = f"Too many requests; retry in {int(wait) + 1} seconds."
 		body = problem(
 			status_code=response.status_code, detail=str(detail), kind=exc.default_code.replace("_", "-")
 		)
 	return _respond(body, headers)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+	"""The site's 404 handler: problem+json under /api/ (a path no route matches), else the page."""
+	if request.path.startswith("/api/"):
+		body = problem(
+			status_code=404,
+			detail=(
+				f"Nothing here: {request.path} is not an API endpoint, or an id in it is malformed "
+				"(ids are UUIDs). The endpoints are listed at /api/v1/schema/."
+			),
+			kind="not-found",
+		)
+		return JsonResponse(body, status=404, content_type="application/problem+json")
+	return page_not_found(request, exception or Http404())

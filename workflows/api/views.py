@@ -1,4 +1,7 @@
-"""Foundation REST endpoints: token exchange, who am I, my tokens, members, audit events."""
+"""Foundation REST endpoints: token exchange, who am I, my tokens, audit events.
+
+Tenant, member and role endpoints are in :mod:`workflows.api.admin`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -17,24 +20,23 @@ from rest_framework.views import APIView
 
 from workflows import context
 from workflows.api.base import TenantAPIView
+from workflows.api.definitions_serializers import ProblemSerializer
 from workflows.api.serializers import (
 	ApiTokenSerializer,
 	AuditEventSerializer,
-	MembershipSerializer,
 	TokenCreateSerializer,
 	TokenObtainSerializer,
 )
 from workflows.models import Tenant, User
 from workflows.permissions import membership_for
 from workflows.roles import ROLE_PERMISSIONS, Role
-from workflows.selectors.tenancy import api_token_list, audit_event_list, member_list
+from workflows.selectors.tenancy import api_token_list, audit_event_list
 from workflows.services.tokens import api_token_create, api_token_revoke
 from workflows.throttling import LoginThrottle
 
 __all__ = [
 	"AuditEventListView",
 	"MeView",
-	"MemberListView",
 	"TokenDetailView",
 	"TokenListView",
 	"TokenObtainView",
@@ -75,7 +77,17 @@ class TokenObtainView(APIView):
 	authentication_classes = ()
 	permission_classes = [AllowAny]
 
-	@extend_schema(request=TokenObtainSerializer, responses={201: _IssuedTokenSerializer}, tags=["auth"])
+	@extend_schema(
+		request=TokenObtainSerializer,
+		responses={
+			201: _IssuedTokenSerializer,
+			401: OpenApiResponse(ProblemSerializer, description="Wrong username, password or tenant."),
+			429: OpenApiResponse(
+				ProblemSerializer, description="Locked out after repeated failures; see Retry-After."
+			),
+		},
+		tags=["auth"],
+	)
 	def post(self, request: Request) -> Response:
 		data = TokenObtainSerializer(data=request.data)
 		data.is_valid(raise_exception=True)
@@ -181,16 +193,6 @@ class TokenDetailView(TenantAPIView):
 		return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MemberListView(TenantAPIView):
-	"""The tenant's members and their roles."""
-
-	@extend_schema(responses=MembershipSerializer(many=True), tags=["tenancy"])
-	def get(self, request: Request) -> Response:
-		return Response(
-			MembershipSerializer(member_list(actor=self.actor, tenant=self.tenant), many=True).data
-		)
-
-
 class _AuditCursor(_NewestFirst):
 	ordering = ("-occurred_at", "-id")
 
@@ -204,9 +206,22 @@ class AuditEventListView(TenantAPIView):
 			OpenApiParameter("object_type", str, description="e.g. workflows.membership"),
 			OpenApiParameter("object_id", str),
 			OpenApiParameter("actor_id", str),
-			OpenApiParameter("limit", int),
+			OpenApiParameter("limit", int, description="Page size (1 to 500, default 50)."),
+			OpenApiParameter("cursor", str, description="The `next` or `previous` link's cursor."),
 		],
-		responses=AuditEventSerializer(many=True),
+		responses={
+			200: inline_serializer(
+				"PaginatedAuditEventList",
+				fields={
+					"next": serializers.URLField(allow_null=True),
+					"previous": serializers.URLField(allow_null=True),
+					"results": AuditEventSerializer(many=True),
+				},
+			),
+			403: OpenApiResponse(
+				ProblemSerializer, description="Only admins and owners read the audit trail."
+			),
+		},
 		tags=["audit"],
 	)
 	def get(self, request: Request) -> Response:

@@ -39,6 +39,7 @@ from workflows.models import (
 	Workflow,
 	WorkflowVersion,
 )
+from workflows.services import webhooks
 
 __all__ = [
 	"AdvanceResult",
@@ -457,6 +458,7 @@ class _Applier:
 		self.write_steps()
 		if self.events:
 			RunEvent.objects._unfiltered().bulk_create(self.events)
+		webhook_ids = webhooks.record_deliveries(run=self.run, events=self.events)
 		Run.objects._unfiltered().filter(pk=self.run.pk).update(
 			status=self.run.status,
 			state=self.run.state,
@@ -480,6 +482,7 @@ class _Applier:
 			effects.publish_events(run_id=run_id, tenant_id=tenant_id, events=events)
 			for what, args, options in after:
 				effects.run_later(what, *args, **options)
+			webhooks.dispatch_deliveries(webhook_ids)
 
 		transaction.on_commit(side_effects)
 

@@ -19,6 +19,7 @@ from workflows.models.engine import Approval, Event, EventSubscription, Run, Run
 from workflows.models.secrets import Secret
 from workflows.models.tenancy import ApiToken, Membership, Tenant, User
 from workflows.models.triggers import MissedFirePolicy, Trigger, TriggerKind
+from workflows.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
 	"Secret",
@@ -48,4 +49,6 @@ __all__ = [
 	"MissedFirePolicy",
 	"Trigger",
 	"TriggerKind",
+	"WebhookDelivery",
+	"WebhookSubscription",
 ]

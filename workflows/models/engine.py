@@ -58,6 +58,8 @@ class Run(TenantScopedModel):
 			models.Index(fields=["tenant", "-created_at"], name="run_tenant_recent"),
 			models.Index(fields=["tenant", "status", "-created_at"], name="run_tenant_status"),
 			models.Index(fields=["tenant", "workflow", "-created_at"], name="run_tenant_workflow"),
+			# The run list ordered by priority (ordering=-priority).
+			models.Index(fields=["tenant", "-priority", "-created_at", "-id"], name="run_tenant_priority"),
 			models.Index(
 				fields=["-priority", "created_at"],
 				condition=models.Q(status="pending"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -63,10 +64,21 @@ def workflow_get(*, actor: User, tenant: Tenant, workflow_id: Any) -> Workflow:
 	return found
 
 
-def workflow_version_list(*, actor: User, workflow: Workflow) -> QuerySet[WorkflowVersion]:
-	"""Published versions, newest first."""
-	require(actor=actor, tenant=workflow.tenant, perm=Perm.WORKFLOW_VIEW, obj=workflow)
-	return WorkflowVersion.objects.for_tenant(workflow.tenant).filter(workflow=workflow).order_by("-number")
+def workflow_version_list(
+	*, actor: User, workflow: Workflow, batch: Sequence[Workflow] = ()
+) -> QuerySet[WorkflowVersion]:
+	"""Published versions, newest first.
+
+	``batch`` adds more workflows of the same tenant to the one query (GraphQL reads the
+	versions of a page of workflows at once). Reading a batch needs the role to allow viewing
+	workflows tenant-wide: an object grant on one workflow does not cover the others.
+	"""
+	require(actor=actor, tenant=workflow.tenant, perm=Perm.WORKFLOW_VIEW, obj=None if batch else workflow)
+	return (
+		WorkflowVersion.objects.for_tenant(workflow.tenant)
+		.filter(workflow_id__in=[workflow.pk, *(other.pk for other in batch)])
+		.order_by("-number")
+	)
 
 
 def workflow_version_get(*, actor: User, workflow: Workflow, number: int) -> WorkflowVersion:

@@ -1,0 +1,210 @@
+"""REST endpoints for bulk run operations under /api/v1/runs/bulk/: start, cancel, retry, delete.
+
+The request's shape is validated as a whole (a malformed request is a 400 and nothing is
+done). Then each item goes through its single-run service in its own transaction, and the
+answer is ``200`` with one result per item, in request order: ``index``, ``id``, ``status``
+(the HTTP status the single-run endpoint would have answered) and, on failure, ``problem``
+(the problem details that endpoint would have answered, JSON pointers made absolute in this
+request). Partial success is normal; ``succeeded`` and ``failed`` count the outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from workflows.api.base import TenantAPIView
+from workflows.api.errors import problem, problem_exception_handler
+from workflows.api.runs import problem_responses
+from workflows.api.runs_serializers import RunSerializer, RunsProblemSerializer, StrictSerializer
+from workflows.errors import ServiceError
+from workflows.services.bulk import (
+	BulkItemResult,
+	BulkStartItem,
+	bulk_limit_check,
+	run_bulk_cancel,
+	run_bulk_delete,
+	run_bulk_retry,
+	run_bulk_start,
+)
+
+__all__ = ["BulkCancelView", "BulkDeleteView", "BulkRetryView", "BulkStartView"]
+
+
+# --- request and response shapes -----------------------------------------------------------------
+
+
+class BulkStartItemSerializer(StrictSerializer):
+	"""One run to start: which workflow, and the fields of a single start."""
+
+	workflow = serializers.CharField(max_length=200, help_text="A workflow's id or slug.")
+	input = serializers.JSONField(required=False, help_text="Checked against the version's input schema.")
+	version = serializers.IntegerField(min_value=1, required=False, help_text="Default: the latest.")
+	priority = serializers.IntegerField(min_value=0, max_value=9, required=False, help_text="9 runs first.")
+	tags = serializers.ListField(
+		child=serializers.CharField(min_length=1, max_length=50), required=False, max_length=50
+	)
+
+
+class BulkStartSerializer(StrictSerializer):
+	"""Runs to start, each of any workflow (at most API_BULK_MAX_ITEMS)."""
+
+	items = serializers.ListField(child=BulkStartItemSerializer(), allow_empty=True)
+
+
+class BulkRunIdsSerializer(StrictSerializer):
+	"""Runs to act on, by id, each listed once (at most API_BULK_MAX_ITEMS)."""
+
+	run_ids = serializers.ListField(child=serializers.UUIDField(), allow_empty=True)
+
+
+class BulkCancelSerializer(BulkRunIdsSerializer):
+	"""Runs to cancel, with the options of a single cancel applied to each."""
+
+	compensate = serializers.BooleanField(default=False, help_text="Undo each run's completed steps first.")
+	reason = serializers.CharField(allow_blank=True, default="", max_length=500)
+
+
+class BulkItemResultSerializer(serializers.Serializer):
+	"""The outcome of one item."""
+
+	index = serializers.IntegerField(help_text="The item's position in the request, from 0.")
+	id = serializers.UUIDField(allow_null=True, help_text="The run's id (null when a start failed).")
+	status = serializers.IntegerField(help_text="What the single-run endpoint would have answered.")
+	run = RunSerializer(allow_null=True, help_text="The run after the action; null on failure and delete.")
+	problem = RunsProblemSerializer(allow_null=True, help_text="Why the item failed; null on success.")
+
+
+class BulkResultSerializer(serializers.Serializer):
+	"""One result per item, in request order."""
+
+	succeeded = serializers.IntegerField()
+	failed = serializers.IntegerField()
+	results = BulkItemResultSerializer(many=True)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _parse(serializer_class: type[serializers.Serializer], request: Request, key: str) -> dict[str, Any]:
+	# Count before validating: a request over the limit is refused without checking every item.
+	listed = request.data.get(key) if isinstance(request.data, dict) else None
+	if isinstance(listed, list):
+		bulk_limit_check(count=len(listed), pointer=f"/{key}")
+	parsed = serializer_class(data=request.data)
+	parsed.is_valid(raise_exception=True)
+	return dict(parsed.validated_data)
+
+
+def _failure(error: Exception, where: str) -> tuple[int, dict[str, Any]]:
+	if isinstance(error, ServiceError):
+		response = problem_exception_handler(error, {})
+		assert response is not None, "service errors always map to a problem"
+		body = dict(response.data or {})
+		if "errors" in body:
+			body["errors"] = [{**e, "pointer": where + e["pointer"]} for e in body["errors"]]
+		return response.status_code, body
+	return 500, problem(
+		status_code=500,
+		detail="An unexpected error occurred for this item; it has been logged. Other items were not affected.",
+		kind="internal",
+	)
+
+
+def _answer(results: list[BulkItemResult], ok_status: int, where: Callable[[int], str]) -> Response:
+	items: list[dict[str, Any]] = []
+	for result in results:
+		item: dict[str, Any] = {"index": result.index, "id": result.run_id, "run": None, "problem": None}
+		if result.error is None:
+			item["status"] = ok_status
+			item["run"] = RunSerializer(result.run).data if result.run is not None else None
+		else:
+			item["status"], item["problem"] = _failure(result.error, where(result.index))
+		items.append(item)
+	failed = sum(1 for r in results if not r.ok)
+	return Response({"succeeded": len(results) - failed, "failed": failed, "results": items})
+
+
+_BULK_RESPONSES = {200: BulkResultSerializer, **problem_responses(400)}
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+class BulkStartView(TenantAPIView):
+	"""Start many runs, of one or several workflows; one result per item (201 each when started)."""
+
+	@extend_schema(
+		operation_id="runs_bulk_start",
+		request=BulkStartSerializer,
+		responses=_BULK_RESPONSES,
+		tags=["runs"],
+	)
+	def post(self, request: Request) -> Response:
+		values = _parse(BulkStartSerializer, request, "items")
+		results = run_bulk_start(
+			actor=self.actor,
+			tenant=self.tenant,
+			items=[BulkStartItem(**item) for item in values["items"]],
+		)
+		return _answer(results, status.HTTP_201_CREATED, lambda i: f"/items/{i}")
+
+
+class BulkCancelView(TenantAPIView):
+	"""Cancel many runs; one result per run (200 each when cancelled)."""
+
+	@extend_schema(
+		operation_id="runs_bulk_cancel",
+		request=BulkCancelSerializer,
+		responses=_BULK_RESPONSES,
+		tags=["runs"],
+	)
+	def post(self, request: Request) -> Response:
+		values = _parse(BulkCancelSerializer, request, "run_ids")
+		results = run_bulk_cancel(
+			actor=self.actor,
+			tenant=self.tenant,
+			run_ids=[str(i) for i in values["run_ids"]],
+			compensate=values["compensate"],
+			reason=values["reason"],
+		)
+		return _answer(results, status.HTTP_200_OK, lambda i: f"/run_ids/{i}")
+
+
+class BulkRetryView(TenantAPIView):
+	"""Retry many failed runs from their failed steps; one result per run (200 each when retried)."""
+
+	@extend_schema(
+		operation_id="runs_bulk_retry",
+		request=BulkRunIdsSerializer,
+		responses=_BULK_RESPONSES,
+		tags=["runs"],
+	)
+	def post(self, request: Request) -> Response:
+		values = _parse(BulkRunIdsSerializer, request, "run_ids")
+		results = run_bulk_retry(
+			actor=self.actor, tenant=self.tenant, run_ids=[str(i) for i in values["run_ids"]]
+		)
+		return _answer(results, status.HTTP_200_OK, lambda i: f"/run_ids/{i}")
+
+
+class BulkDeleteView(TenantAPIView):
+	"""Delete many finished runs for good; one result per run (204 each when deleted)."""
+
+	@extend_schema(
+		operation_id="runs_bulk_delete",
+		request=BulkRunIdsSerializer,
+		responses=_BULK_RESPONSES,
+		tags=["runs"],
+	)
+	def post(self, request: Request) -> Response:
+		values = _parse(BulkRunIdsSerializer, request, "run_ids")
+		results = run_bulk_delete(
+			actor=self.actor, tenant=self.tenant, run_ids=[str(i) for i in values["run_ids"]]
+		)
+		return _answer(results, status.HTTP_204_NO_CONTENT, lambda i: f"/run_ids/{i}")
