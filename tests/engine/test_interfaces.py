@@ -185,7 +185,7 @@ async def test_run_stream_resumes_after_n_then_goes_live_missing_nothing(
 		_app(), f"/ws/runs/{run.pk}/?after=2", headers=[(b"authorization", f"Bearer {raw}".encode())]
 	)
 
-	connected, _ = await communicator.connect()
+	connected, _ = await communicator.connect(timeout=10)
 	backlog = [await communicator.receive_json_from(timeout=5) for _ in range(total - 2)]
 	caught_up = await communicator.receive_json_from(timeout=5)
 	layer = get_channel_layer()
@@ -230,7 +230,7 @@ async def test_run_stream_refuses_outsiders(tenant_factory: Callable[..., Tenant
 	path, headers = await sync_to_async(setup)()
 	communicator = WebsocketCommunicator(_app(), path, headers=headers)
 
-	connected, code = await communicator.connect()
+	connected, code = await communicator.connect(timeout=10)
 	await sync_to_async(connections.close_all)()
 
 	assert not connected

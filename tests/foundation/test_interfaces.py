@@ -120,7 +120,7 @@ async def test_websocket_with_a_token_header_receives_tenant_events(
 		_ws_app(), "/ws/tenant/", headers=[(b"authorization", f"Bearer {raw}".encode())]
 	)
 
-	connected, _ = await communicator.connect()
+	connected, _ = await communicator.connect(timeout=10)
 	hello = await communicator.receive_json_from(timeout=5)
 	caught_up = await communicator.receive_json_from(timeout=5)
 	layer = get_channel_layer()
@@ -152,7 +152,7 @@ async def test_websocket_token_as_subprotocol(tenant_factory: Callable[..., Tena
 		_ws_app(), "/ws/tenant/", subprotocols=["apg.v1", f"apg.token.{raw}"]
 	)
 
-	connected, subprotocol = await communicator.connect()
+	connected, subprotocol = await communicator.connect(timeout=10)
 	await communicator.disconnect()
 
 	assert connected
@@ -164,7 +164,7 @@ async def test_websocket_token_as_subprotocol(tenant_factory: Callable[..., Tena
 async def test_websocket_refuses_anonymous_and_bad_tokens(headers: list[tuple[bytes, bytes]]) -> None:
 	communicator = WebsocketCommunicator(_ws_app(), "/ws/tenant/", headers=headers)
 
-	connected, code = await communicator.connect()
+	connected, code = await communicator.connect(timeout=10)
 
 	assert not connected
 	assert code == 4401
@@ -181,7 +181,7 @@ async def test_websocket_with_a_session_cookie(tenant_factory: Callable[..., Ten
 	cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 	communicator = WebsocketCommunicator(_ws_app(), "/ws/tenant/", headers=[(b"cookie", cookie)])
 
-	connected, _ = await communicator.connect()
+	connected, _ = await communicator.connect(timeout=10)
 	hello = await communicator.receive_json_from(timeout=5)
 	await communicator.disconnect()
 

@@ -377,7 +377,7 @@ async def test_a_cursor_this_server_did_not_issue_is_refused_with_what_to_do(set
 		ws_app(), f"/ws/tenant/?cursor={cursor}", headers=[(b"authorization", f"Bearer {raw}".encode())]
 	)
 
-	connected, _ = await communicator.connect()
+	connected, _ = await communicator.connect(timeout=10)
 	error = await communicator.receive_json_from(timeout=5)
 	closed = await communicator.receive_output(timeout=5)
 	await sync_to_async(connections.close_all)()
@@ -431,7 +431,7 @@ async def test_anonymous_and_bad_token_clients_are_refused_at_connect(
 ) -> None:
 	communicator = WebsocketCommunicator(ws_app(), "/ws/tenant/", headers=headers)
 
-	connected, code = await communicator.connect()
+	connected, code = await communicator.connect(timeout=10)
 	await sync_to_async(connections.close_all)()
 
 	assert not connected
@@ -452,7 +452,7 @@ async def test_a_user_who_is_not_a_member_is_closed_before_any_event(
 
 	communicator = WebsocketCommunicator(app, "/ws/tenant/")
 
-	connected, _ = await communicator.connect()
+	connected, _ = await communicator.connect(timeout=10)
 	closed = await communicator.receive_output(timeout=5)
 	await sync_to_async(connections.close_all)()
 
