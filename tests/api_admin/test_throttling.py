@@ -170,7 +170,7 @@ def test_an_unreachable_cache_lets_requests_through(
 ) -> None:
 	rates(token="1/minute", tenant="1/minute")
 	client = token_client(owner, tenant)
-	monkeypatch.setattr(throttles, "cache", _BrokenCache())
+	monkeypatch.setattr(throttles, "_backend", _BrokenCache)
 
 	with caplog.at_level(logging.WARNING, logger="apg.api.throttle"):
 		answered = [client.get("/api/v1/me/").status_code for _ in range(3)]
@@ -194,7 +194,8 @@ class _EvictingCache:
 
 
 def test_a_counter_evicted_mid_request_starts_again(monkeypatch: pytest.MonkeyPatch) -> None:
-	monkeypatch.setattr(throttles, "cache", _EvictingCache())
+	evicting = _EvictingCache()
+	monkeypatch.setattr(throttles, "_backend", lambda: evicting)
 
 	assert throttles._limiter.hit("rl:token:t1:0", 60) == 1
 
@@ -326,3 +327,25 @@ def test_concurrent_requests_are_each_counted_once() -> None:
 		worker.join()
 
 	assert sorted(c for c in counts if c is not None) == list(range(1, 121))
+
+
+def test_an_unreachable_redis_lets_requests_through(
+	tenant: Tenant,
+	owner: User,
+	token_client: Callable[[User, Tenant], APIClient],
+	rates: Callable[..., None],
+	monkeypatch: pytest.MonkeyPatch,
+	caplog: pytest.LogCaptureFixture,
+) -> None:
+	from django.core.cache.backends.redis import RedisCache
+
+	rates(token="1/minute", tenant="1/minute")
+	client = token_client(owner, tenant)
+	nowhere = RedisCache("redis://127.0.0.1:1/0", {"OPTIONS": {"socket_connect_timeout": 0.2}})
+	monkeypatch.setattr(throttles, "_backend", lambda: nowhere)
+
+	with caplog.at_level(logging.WARNING, logger="apg.api.throttle"):
+		answered = [client.get("/api/v1/me/").status_code for _ in range(2)]
+
+	assert answered == [200, 200]
+	assert "the cache is unavailable (ConnectionError)" in caplog.text

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.core.cache import cache
+from django.core.cache import BaseCache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -65,6 +66,11 @@ def _rate(scope: str) -> tuple[int, int] | None:
 	return None if value is None else parse_rate(str(value))
 
 
+def _backend() -> BaseCache:
+	"""The cache holding the counters (the default one)."""
+	return caches["default"]
+
+
 class _Limiter:
 	"""Fixed-window counters in the cache."""
 
@@ -99,19 +105,34 @@ class _Limiter:
 	def hit(self, key: str, window: int) -> int | None:
 		"""Count one request in ``key``'s window; the count so far, or None when the cache is down."""
 		try:
+			backend = _backend()
+			if isinstance(backend, RedisCache):
+				return self._hit_redis(backend, key, window)
 			# add() only succeeds for the window's first request; incr() is atomic in Redis
 			# (INCR) and in the local-memory cache (a lock), so concurrent requests never
 			# lose a count. The key outlives its window a little so a late incr() finds it.
-			if cache.add(key, 1, timeout=window + 5):
+			if backend.add(key, 1, timeout=window + 5):
 				return 1
 			try:
-				return cache.incr(key)
+				return backend.incr(key)
 			except ValueError:  # evicted between add() and incr(): this request starts it again
-				cache.add(key, 1, timeout=window + 5)
+				backend.add(key, 1, timeout=window + 5)
 				return 1
 		except Exception as exc:  # any cache failure lets the request through, logged
 			self._log_cache_unavailable(key, exc)
 			return None
+
+	def _hit_redis(self, redis_cache: RedisCache, key: str, window: int) -> int:
+		"""One round trip instead of add() then incr(): INCR (a new key starts at 1) and EXPIRE NX
+		(set only on a new key). Django's Redis cache stores integers as plain Redis integers, so
+		these are the same counters add() and incr() use."""
+		full_key = redis_cache.make_and_validate_key(key)
+		client = redis_cache._cache.get_client(full_key, write=True)
+		pipe = client.pipeline(transaction=False)
+		pipe.incr(full_key)
+		pipe.expire(full_key, window + 5, nx=True)
+		count, _ = pipe.execute()
+		return int(count)
 
 	def _log_limited(self, limit: _Limit, ident: str, tenant: Tenant | None) -> None:
 		self.logger.info(
