@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Conflict", "FieldError", "NotFound", "PermissionDenied", "ServiceError", "ValidationFailed"]
+__all__ = [
+	"Conflict",
+	"FieldError",
+	"NotFound",
+	"PermissionDenied",
+	"ServiceError",
+	"ValidationFailed",
+	"find_nul",
+	"refuse_nul",
+]
 
 
 class ServiceError(Exception):
@@ -51,3 +61,42 @@ class ValidationFailed(ServiceError):
 	def single(cls, pointer: str, message: str, hint: str = "") -> ValidationFailed:
 		"""A failure with one error."""
 		return cls([FieldError(pointer, message, hint)], message)
+
+
+def find_nul(value: Any, pointer: str = "") -> str | None:
+	"""The JSON pointer of the first string (or key) containing a NUL character, if any.
+
+	PostgreSQL stores neither text nor JSON with U+0000, so such input is refused up front
+	rather than failing deep inside a write.
+	"""
+	if isinstance(value, str):
+		return pointer if "\x00" in value else None
+	if isinstance(value, dict):
+		for key, item in value.items():
+			here = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+			if "\x00" in str(key):
+				return here
+			found = find_nul(item, here)
+			if found is not None:
+				return found
+	if isinstance(value, list):
+		for index, item in enumerate(value):
+			found = find_nul(item, f"{pointer}/{index}")
+			if found is not None:
+				return found
+	return None
+
+
+def refuse_nul(value: Any, pointer: str) -> None:
+	"""Refuse ``value`` (a string or JSON) when a string in it holds a NUL character.
+
+	Raises:
+		ValidationFailed: naming the JSON pointer of the first such string.
+	"""
+	found = find_nul(value, pointer)
+	if found is not None:
+		raise ValidationFailed.single(
+			found or "/",
+			"Text may not contain the NUL character (U+0000).",
+			"Remove it: the database cannot store it.",
+		)

@@ -365,9 +365,13 @@ def test_import_errors_say_what_to_fix(tenant: Tenant, owner: User, text: str, m
 _names = st.text(
 	st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40
 ).filter(lambda s: s.strip() != "")
+# Text the database can store: NUL is refused up front (see the test after this one).
+_storable = st.characters(exclude_characters="\x00")
 _json = st.recursive(
-	st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-	lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+	st.none() | st.booleans() | st.integers() | st.text(_storable, max_size=20),
+	lambda inner: (
+		st.lists(inner, max_size=3) | st.dictionaries(st.text(_storable, max_size=8), inner, max_size=3)
+	),
 	max_leaves=10,
 )
 
@@ -375,9 +379,11 @@ _json = st.recursive(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
 	name=_names,
-	description=st.text(max_size=60),
+	description=st.text(_storable, max_size=60),
 	tags=st.lists(
-		st.text(min_size=1, max_size=10).filter(lambda t: t.strip() == t and t != ""), max_size=4, unique=True
+		st.text(_storable, min_size=1, max_size=10).filter(lambda t: t.strip() == t and t != ""),
+		max_size=4,
+		unique=True,
 	),
 	extra=_json,
 	fmt=st.sampled_from(["json", "yaml"]),
@@ -413,6 +419,25 @@ def test_export_import_is_the_identity(
 		original.description,
 		original.tags,
 	)
+
+
+@pytest.mark.parametrize(
+	("fields", "pointer"),
+	[
+		({"description": "a\x00b"}, "/description"),
+		({"tags": ["ok", "b\x00d"]}, "/tags/1"),
+		({"definition": linear(value={"k": "v\x00"})}, "/definition/nodes/1/config/values/v/k"),
+	],
+)
+def test_text_the_database_cannot_store_is_refused_naming_the_field(
+	tenant: Tenant, owner: User, fields: dict[str, Any], pointer: str
+) -> None:
+	with pytest.raises(ValidationFailed) as refused:
+		workflow_create(actor=owner, tenant=tenant, name="Nul", **fields)
+
+	assert refused.value.errors[0].pointer == pointer
+	assert "NUL" in refused.value.errors[0].message
+	assert not Workflow.objects.for_tenant(tenant).filter(name="Nul").exists()
 
 
 def test_sharing_one_workflow_lets_a_viewer_edit_only_that_one(

@@ -328,7 +328,9 @@ class LeaseKeeper:
 			.filter(pk=executor.step_id, status=StepStatus.RUNNING)
 			.update(lease_expires_at=now + timedelta(seconds=lease))
 		)
-		self._renewed[executor.step_id] = time.monotonic()
+		with self._lock:
+			if executor.step_id in self._watched:  # not finished meanwhile
+				self._renewed[executor.step_id] = time.monotonic()
 		if not kept:
 			executor.cancel.set(reason="the step is no longer running here")
 		elif StepRun.objects._unfiltered().filter(pk=executor.step_id, cancel_requested=True).exists():

@@ -19,7 +19,7 @@ from workflows.engine.core import IllegalRetry
 from workflows.engine.runtime import advance, canonical, engine_for, happening_to_dict
 from workflows.engine.starting import create_run, start_if_admitted
 from workflows.engine.status import IllegalTransition, RunStatus
-from workflows.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
+from workflows.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed, refuse_nul
 from workflows.models import (
 	Approval,
 	Event,
@@ -115,6 +115,8 @@ def run_start(
 		raise ValidationFailed.single(
 			"/tags", "Tags must be a list of strings of 1 to 50 characters.", 'e.g. ["nightly"]'
 		)
+	refuse_nul(input, "/input")
+	refuse_nul(tags, "/tags")
 	pinned = _version(workflow, version)
 	run_input = {} if input is None else input
 	validate_against_schema(run_input, engine_for(pinned).definition.input_schema, pointer="/input")
@@ -306,6 +308,9 @@ def event_publish(
 		raise ValidationFailed.single(
 			"/type", "An event needs a type of 1 to 200 characters.", "e.g. 'order.paid'"
 		)
+	refuse_nul(type, "/type")
+	refuse_nul(correlation, "/correlation")
+	refuse_nul(payload, "/payload")
 	key = canonical(correlation) if correlation is not None else ""
 	with transaction.atomic():
 		waiting = list(
