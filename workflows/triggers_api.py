@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from workflows.api.errors import problem
 from workflows.api.parsers import find_nul
 from workflows.context import tenant_scope
+from workflows.crypto import DecryptionError
 from workflows.errors import Conflict, ValidationFailed
 from workflows.expressions.errors import format_bytes
 from workflows.models import Trigger
@@ -35,6 +36,15 @@ __all__ = ["webhook"]
 logger = logging.getLogger("apg.triggers")
 
 _PROBLEM = "application/problem+json"
+
+
+def _log_secret_unreadable(trigger: Trigger, error: Exception) -> None:
+	logger.error(
+		"webhook trigger %s cannot verify requests: %s Rotate its secret.",
+		trigger.pk,
+		error,
+		extra={"tenant_id": str(trigger.tenant_id), "trigger_id": str(trigger.pk)},
+	)
 
 
 def _log_signature_rejected(trigger: Trigger, request: HttpRequest) -> None:
@@ -95,8 +105,13 @@ def webhook(request: HttpRequest, token: str) -> JsonResponse:
 	body = request.read(MAX_WEBHOOK_BODY + 1)
 	if len(body) > MAX_WEBHOOK_BODY:
 		return _problem(413, f"The body is larger than the {limit} limit.", "too-large")
+	try:
+		secret = trigger.signing_secret()
+	except DecryptionError as exc:
+		_log_secret_unreadable(trigger, exc)
+		secret = ""  # cannot verify: refused like a bad signature, the log says why
 	if not webhook_signature_valid(
-		secret=trigger.secret,
+		secret=secret,
 		timestamp=request.headers.get(TIMESTAMP_HEADER),
 		signature=request.headers.get(SIGNATURE_HEADER),
 		body=body,

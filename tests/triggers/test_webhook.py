@@ -321,3 +321,59 @@ def test_only_post_is_allowed_and_no_csrf_token_or_login_is_needed(hooked: Issue
 
 	assert got.status_code == 405
 	assert posted.status_code == 202
+
+
+def test_the_signing_secret_is_stored_encrypted_and_still_verifies(
+	hooked: IssuedTrigger,
+	hook: Hook,
+	django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+	assert hooked.secret is not None
+	stored = Trigger.objects._unfiltered().values_list("secret", flat=True).get(pk=hooked.trigger.pk)
+
+	with django_capture_on_commit_callbacks(execute=True):
+		response = hook(hooked.trigger.token, hooked.secret, ORDER)
+
+	assert hooked.secret not in stored
+	assert not stored.startswith("whsec_")
+	assert response.status_code == 202
+
+
+def test_a_secret_stored_before_encryption_verifies_and_the_migration_encrypts_it(
+	hooked: IssuedTrigger,
+	hook: Hook,
+	django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+	from django.apps import apps
+
+	from workflows.crypto import decrypt
+
+	migration = __import__("workflows.migrations.0009_trigger_secrets_encrypted", fromlist=["x"])
+	assert hooked.secret is not None
+	Trigger.objects._unfiltered().filter(pk=hooked.trigger.pk).update(
+		secret=hooked.secret
+	)  # as stored before
+
+	with django_capture_on_commit_callbacks(execute=True):
+		before = hook(hooked.trigger.token, hooked.secret, ORDER)
+	migration.encrypt_plain_secrets(apps, None)
+	stored = Trigger.objects._unfiltered().values_list("secret", flat=True).get(pk=hooked.trigger.pk)
+	with django_capture_on_commit_callbacks(execute=True):
+		after = hook(hooked.trigger.token, hooked.secret, ORDER)
+
+	assert before.status_code == after.status_code == 202
+	assert stored != hooked.secret
+	assert decrypt(stored) == hooked.secret
+
+
+def test_a_secret_the_keys_cannot_decrypt_refuses_requests_and_says_why_in_the_log(
+	hooked: IssuedTrigger, hook: Hook, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+	assert hooked.secret is not None
+	settings.SECRETS_ENCRYPTION_KEY = "bm90LXRoZS1rZXktdGhhdC1lbmNyeXB0ZWQtaXQtMTI="  # another key
+
+	response = hook(hooked.trigger.token, hooked.secret, ORDER)
+
+	assert_problem(response, 401)
+	assert f"webhook trigger {hooked.trigger.pk} cannot verify requests" in caplog.text
+	assert "Rotate its secret" in caplog.text

@@ -46,9 +46,9 @@ class Trigger(TenantOwnedModel):
 	``input`` is the run input for cron triggers; for webhook and event triggers it is a
 	template rendered against the request or event (None: the payload itself).
 
-	The webhook ``secret`` is stored as it is, because the server must recompute HMACs
-	with it; it is to be encrypted at rest with the connections issue. It is redacted from
-	the audit trail and is never returned by an API after it is issued.
+	The webhook ``secret`` is stored encrypted (workflows/crypto.py, like stored secrets):
+	the server must recompute HMACs with it, so it cannot be hashed. It is redacted from the
+	audit trail and is never returned by an API after it is issued.
 	"""
 
 	workflow = models.ForeignKey("workflows.Workflow", on_delete=models.CASCADE, related_name="triggers")
@@ -114,3 +114,23 @@ class Trigger(TenantOwnedModel):
 	def new_secret() -> str:
 		"""A webhook signing secret (256 random bits)."""
 		return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+	def set_signing_secret(self, value: str) -> None:
+		"""Keep ``value`` as the signing secret, encrypted."""
+		from workflows.crypto import encrypt
+
+		self.secret = encrypt(value)
+
+	def signing_secret(self) -> str:
+		"""The plain signing secret ("" for a trigger without one).
+
+		Raises:
+			workflows.crypto.DecryptionError: the encryption keys changed since it was stored.
+		"""
+		from workflows.crypto import decrypt
+
+		if not self.secret or self.secret.startswith(
+			WEBHOOK_SECRET_PREFIX
+		):  # none, or stored before encryption
+			return self.secret
+		return decrypt(self.secret)

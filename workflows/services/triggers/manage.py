@@ -265,13 +265,15 @@ def trigger_create(
 		updated_by=actor,
 		**cleaned,
 	)
+	issued: str | None = None
 	if kind == TriggerKind.WEBHOOK:
-		trigger.token, trigger.secret = Trigger.new_token(tenant), Trigger.new_secret()
+		trigger.token, issued = Trigger.new_token(tenant), Trigger.new_secret()
+		trigger.set_signing_secret(issued)
 	if schedule is not None and trigger.enabled:
 		trigger.next_fire_at = next(schedule.occurrences(utc_now()))
 	trigger.save()
 	audit_record(actor=actor, tenant=tenant, action="trigger.create", obj=trigger, after=snapshot(trigger))
-	return IssuedTrigger(trigger=trigger, secret=trigger.secret or None)
+	return IssuedTrigger(trigger=trigger, secret=issued)
 
 
 @transaction.atomic
@@ -370,6 +372,7 @@ def trigger_rotate_secret(*, actor: User, trigger: Trigger) -> IssuedTrigger:
 	if trigger.kind != TriggerKind.WEBHOOK:
 		raise Conflict(f"Only webhook triggers have a signing secret; this one is a {trigger.kind} trigger.")
 	before = snapshot(trigger)
-	trigger.secret = Trigger.new_secret()
+	issued = Trigger.new_secret()
+	trigger.set_signing_secret(issued)
 	_write(actor=actor, trigger=trigger, action="trigger.rotate_secret", before=before, rotated="secret")
-	return IssuedTrigger(trigger=trigger, secret=trigger.secret)
+	return IssuedTrigger(trigger=trigger, secret=issued)
