@@ -16,10 +16,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from workflows.api.errors import problem
-from workflows.api.parsers import find_nul
 from workflows.context import tenant_scope
 from workflows.crypto import DecryptionError
-from workflows.errors import Conflict, ValidationFailed
+from workflows.errors import Conflict, ValidationFailed, find_nul
 from workflows.expressions.errors import format_bytes
 from workflows.models import Trigger
 from workflows.services.triggers import (

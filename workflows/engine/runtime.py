@@ -492,15 +492,16 @@ class _Applier:
 		A duplicate finds the row finished and changes nothing; a step the run stopped waiting
 		for (cancelled, compensating) keeps what really happened to it.
 		"""
-		succeeded = isinstance(outcome, core.StepSucceeded)
+		if isinstance(outcome, core.StepSucceeded):
+			what = {"status": StepStatus.SUCCEEDED, "output": _jsonable(outcome.output), "error": None}
+		else:
+			what = {"status": StepStatus.FAILED, "output": None, "error": outcome.error.as_dict()}
 		StepRun.objects._unfiltered().filter(
 			pk=recording.step_id,
 			attempt=recording.attempt,
 			status__in=(StepStatus.SCHEDULED, StepStatus.RUNNING),
 		).update(
-			status=StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED,
-			output=_jsonable(outcome.output) if isinstance(outcome, core.StepSucceeded) else None,
-			error=None if isinstance(outcome, core.StepSucceeded) else outcome.error.as_dict(),
+			**what,
 			started_at=Coalesce(F("started_at"), Value(recording.started_at)),
 			finished_at=_dt(self.now),
 			lease_expires_at=None,

@@ -206,21 +206,18 @@ def claim_step(step_id: str) -> StepRun | None:
 	(a duplicate delivery).
 	"""
 	now = timezone.now()
-	values = {
-		"status": StepStatus.RUNNING.value,
-		"started_at": now,
-		"lease_expires_at": now + timedelta(seconds=settings.STEP_LEASE_SECONDS),
-		"worker": _HOSTNAME,
-		"updated_at": now,
-		"id": step_id,
-		"status_was": StepStatus.SCHEDULED.value,
-	}
+	values = [  # (field, value), in the order of _CLAIM_SQL's placeholders
+		("status", StepStatus.RUNNING.value),
+		("started_at", now),
+		("lease_expires_at", now + timedelta(seconds=settings.STEP_LEASE_SECONDS)),
+		("worker", _HOSTNAME),
+		("updated_at", now),
+		("id", step_id),
+		("status", StepStatus.SCHEDULED.value),
+	]
 	with transaction.atomic():
 		connection = transaction.get_connection()
-		params = [
-			_field(name.removesuffix("_was")).get_db_prep_value(value, connection)
-			for name, value in values.items()
-		]
+		params = [_field(name).get_db_prep_value(value, connection) for name, value in values]
 		if connection.vendor == "postgresql":
 			with connection.cursor() as cursor:
 				cursor.execute("SET LOCAL synchronous_commit TO OFF")
