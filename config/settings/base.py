@@ -118,7 +118,7 @@ REDIS_URL = ENV.REDIS_URL
 if REDIS_URL:
 	CACHES = {
 		"default": {
-			"BACKEND": "django.core.cache.backends.redis.RedisCache",
+			"BACKEND": "config.cache.RedisCache",
 			"LOCATION": REDIS_URL,
 			"KEY_PREFIX": "apg",
 			"OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},

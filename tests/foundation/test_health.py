@@ -94,7 +94,7 @@ def test_readyz_reports_a_stopped_redis_as_503(
 	redis_settings = {
 		"CACHES": {
 			"default": {
-				"BACKEND": "django.core.cache.backends.redis.RedisCache",
+				"BACKEND": "config.cache.RedisCache",
 				"LOCATION": url,
 				"OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
 			}
