@@ -25,7 +25,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from workflows.dsl import validate_definition
-from workflows.engine import core
+from workflows.engine import core, sql
 from workflows.engine.core import Engine, Happening, Stale, StepError, Transition
 from workflows.engine.status import RunStatus, StepStatus
 from workflows.models import (
@@ -187,14 +187,8 @@ def advance(
 			assert str(created.pk) == str(run_id), "created must be the run being advanced"
 			run = created
 		else:
-			# Lock the run row only (NO KEY UPDATE: inserts of its steps and events are not
-			# blocked), never the joined tenant row, which would serialise every run of a tenant.
-			run = (
-				Run.objects._unfiltered()
-				.select_for_update(of=("self",), no_key=True)
-				.select_related("tenant")
-				.get(pk=run_id)
-			)
+			# The run's row only, never its tenant's, which would serialise every run of a tenant.
+			run = sql.lock_run(run_id)
 		applier = _Applier(
 			run, now=now if now is not None else now_ts(), recording=recording, continue_on=continue_on
 		)
@@ -456,18 +450,21 @@ class _Applier:
 		if self.result.applied == 0:
 			return
 		self.write_steps()
-		if self.events:
-			RunEvent.objects._unfiltered().bulk_create(self.events)
+		sql.insert_rows(RunEvent, self.events)
 		webhook_ids = webhooks.record_deliveries(run=self.run, events=self.events)
-		Run.objects._unfiltered().filter(pk=self.run.pk).update(
-			status=self.run.status,
-			state=self.run.state,
-			output=self.run.output,
-			error=self.run.error,
-			started_at=self.run.started_at,
-			finished_at=self.run.finished_at,
-			last_seq=self.run.last_seq,
-			updated_at=timezone.now(),
+		sql.update_row(
+			Run,
+			self.run.pk,
+			{
+				"status": self.run.status,
+				"state": self.run.state,
+				"output": self.run.output,
+				"error": self.run.error,
+				"started_at": self.run.started_at,
+				"finished_at": self.run.finished_at,
+				"last_seq": self.run.last_seq,
+				"updated_at": timezone.now(),
+			},
 		)
 		run_id, tenant_id = str(self.run.pk), str(self.run.tenant_id)
 		dispatch_ids = self.dispatch_ids
@@ -525,11 +522,7 @@ class _Applier:
 			known[(recording.key, recording.attempt)] = recording.step_id
 		unknown = {key for key, attempt in self.steps if (key, attempt) not in known}
 		if unknown:
-			for pk, key, attempt in (
-				StepRun.objects._unfiltered()
-				.filter(run=self.run, key__in=unknown)
-				.values_list("pk", "key", "attempt")
-			):
+			for pk, key, attempt in sql.step_ids(self.run.pk, unknown):
 				known.setdefault((key, attempt), pk)
 		now = _dt(self.now)
 		to_create: list[StepRun] = []
@@ -572,20 +565,24 @@ class _Applier:
 				ids[(key, attempt)] = row.pk
 				continue
 			ids[(key, attempt)] = pk
+			keep: set[str] = set()  # filled in only where still empty
 			if finished:
-				fields["finished_at"] = Coalesce(F("finished_at"), Value(now))
+				fields["finished_at"] = now
 				fields["lease_expires_at"] = None
+				keep.add("finished_at")
 			elif record.status == StepStatus.RUNNING:
-				fields["started_at"] = Coalesce(F("started_at"), Value(now))
+				fields["started_at"] = now
+				keep.add("started_at")
 			if recording is not None and pk == recording.step_id:
-				fields["started_at"] = Coalesce(F("started_at"), Value(recording.started_at))
+				fields["started_at"] = recording.started_at
 				fields["lease_expires_at"] = None
 				fields["worker"] = recording.worker[:200]
+				keep.add("started_at")
 				self.result.recorded = True
-			StepRun.objects._unfiltered().filter(pk=pk).update(**fields, updated_at=timezone.now())
+			fields["updated_at"] = timezone.now()
+			sql.update_row(StepRun, pk, fields, keep=frozenset(keep))
 		continued = self.take_for_worker(to_create)
-		if to_create:
-			StepRun.objects._unfiltered().bulk_create(to_create)
+		sql.insert_rows(StepRun, to_create)
 		self.dispatch_ids = [
 			(str(ids[(d.key, d.attempt)]), d.queue)
 			for d in self.dispatches

@@ -1,0 +1,79 @@
+"""The transition's hand-written statements write and read what the ORM would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from tests.engine.harness import linear, node, task
+from workflows.engine import sql
+from workflows.engine.status import StepStatus
+from workflows.models import Run, StepRun, User, Workflow
+from workflows.services.runs import run_start
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
+
+
+def test_a_map_over_many_items_records_every_item_in_input_order(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	# 120 new step rows in one transition: more than one INSERT takes on SQLite.
+	body = {
+		"nodes": [task("sq", "transform.jq", input={"expression": ". * .", "data": "${ .item }"})],
+		"edges": [],
+	}
+	workflow = publish(linear(node("m", "map", items=".input.xs", body=body)))
+
+	run = settle(run_start, actor=owner, workflow=workflow, input={"xs": list(range(120))})
+
+	run = Run.objects.for_tenant(run.tenant).get(pk=run.pk)
+	assert run.status == "succeeded", run.error
+	assert run.output == [{"result": i * i} for i in range(120)]
+	items = StepRun.objects.for_tenant(run.tenant).filter(run=run, node_id="sq")
+	assert items.count() == 120
+	assert sorted(step.input["data"] for step in items) == list(range(120))
+	assert all(step.status == StepStatus.SUCCEEDED for step in items)
+
+
+def test_lock_run_reads_the_run_as_the_orm_does(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	workflow = publish(linear(task("a")))
+	run = settle(run_start, actor=owner, workflow=workflow, input={"k": [1, "ü"]}, tags=["x"])
+	expected = Run.objects._unfiltered().get(pk=run.pk)
+
+	with transaction.atomic():
+		locked = sql.lock_run(run.pk)
+
+	for field in Run._meta.concrete_fields:
+		assert getattr(locked, field.attname) == getattr(expected, field.attname), field.name
+	assert locked.tenant == expected.tenant  # loaded on demand
+
+
+def test_lock_run_of_an_unknown_run_raises_does_not_exist() -> None:
+	with transaction.atomic(), pytest.raises(Run.DoesNotExist):
+		sql.lock_run("01a22161-2766-7686-8121-cf3aa2806b83")
+
+
+def test_update_row_fills_kept_fields_only_where_empty(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	workflow = publish(linear(task("a")))
+	run = settle(run_start, actor=owner, workflow=workflow)
+	step = StepRun.objects._unfiltered().filter(run=run, node_id="a").get()
+	first, later = step.started_at, timezone.now() + timedelta(hours=1)
+	assert first is not None
+
+	changed = sql.update_row(
+		StepRun, step.pk, {"started_at": later, "worker": "w2"}, keep=frozenset({"started_at"})
+	)
+
+	step.refresh_from_db()
+	assert changed == 1
+	assert (step.started_at, step.worker) == (first, "w2")
+	assert sql.update_row(StepRun, "01a22161-2766-7686-8121-cf3aa2806b83", {"worker": "x"}) == 0
