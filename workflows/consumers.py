@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -28,7 +29,24 @@ __all__ = [
 ]
 
 
-class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+	"""A consumer that handles each message on the event loop, without a hop to a thread first.
+
+	Channels' ``dispatch`` runs ``close_old_connections`` through ``sync_to_async`` before every
+	message, and thread-sensitive calls share one thread per process: with hundreds of clients
+	every live event queued that many hops behind each other (and behind every database read
+	of the process). These consumers touch the database only through
+	``database_sync_to_async``, which closes stale connections itself, in its thread.
+	"""
+
+	async def dispatch(self, message: dict[str, Any]) -> None:
+		handler = getattr(self, get_handler_name(message), None)
+		if handler is None:
+			raise ValueError(f"No handler for message type {message['type']}")
+		await handler(message)
+
+
+class TenantEventsConsumer(LiveConsumer):
 	"""``/ws/tenant/?cursor=C``: the run events of the member's tenant, live and resumable.
 
 	RunEvents are numbered per run (``seq``), not per tenant, and numbering them per tenant
@@ -348,7 +366,7 @@ def _per_run_order(events: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[
 	return ordered
 
 
-class RunEventsConsumer(AsyncJsonWebsocketConsumer):
+class RunEventsConsumer(LiveConsumer):
 	"""``/ws/runs/<id>/?after=N``: the run's events after sequence N, then live, in order, none missed.
 
 	The consumer joins the run's group *before* reading the backlog, and drops live events
