@@ -13,7 +13,7 @@ from django.utils import timezone
 from tests.engine.harness import linear, node, task
 from workflows.engine import sql
 from workflows.engine.status import StepStatus
-from workflows.models import Run, StepRun, User, Workflow
+from workflows.models import Run, RunEvent, StepRun, User, Workflow
 from workflows.services.runs import run_start
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
@@ -60,7 +60,7 @@ def test_lock_run_of_an_unknown_run_raises_does_not_exist() -> None:
 		sql.lock_run("01a22161-2766-7686-8121-cf3aa2806b83")
 
 
-def test_update_row_fills_kept_fields_only_where_empty(
+def test_kept_fields_are_only_filled_in_where_empty(
 	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
 ) -> None:
 	workflow = publish(linear(task("a")))
@@ -69,11 +69,42 @@ def test_update_row_fills_kept_fields_only_where_empty(
 	first, later = step.started_at, timezone.now() + timedelta(hours=1)
 	assert first is not None
 
-	changed = sql.update_row(
-		StepRun, step.pk, {"started_at": later, "worker": "w2"}, keep=frozenset({"started_at"})
-	)
+	with transaction.atomic():
+		writes = sql.Writes()
+		writes.update(StepRun, step.pk, {"started_at": later, "worker": "w2"}, keep=frozenset({"started_at"}))
+		writes.update(Run, run.pk, {"priority": 7})
+		writes.send()
 
 	step.refresh_from_db()
-	assert changed == 1
 	assert (step.started_at, step.worker) == (first, "w2")
-	assert sql.update_row(StepRun, "01a22161-2766-7686-8121-cf3aa2806b83", {"worker": "x"}) == 0
+	assert Run.objects._unfiltered().get(pk=run.pk).priority == 7
+
+
+def test_writes_past_one_statements_parameter_limit_are_split_and_all_land(
+	publish: Callable[..., Workflow],
+	owner: User,
+	settle: Callable[..., Any],
+	monkeypatch: pytest.MonkeyPatch,
+) -> None:
+	workflow = publish(linear(task("a")))
+	run = settle(run_start, actor=owner, workflow=workflow)
+	first_seq = Run.objects._unfiltered().get(pk=run.pk).last_seq
+	monkeypatch.setattr(sql, "_max_params", lambda connection: 40)  # 4 events of 9 fields each
+
+	with transaction.atomic():
+		writes = sql.Writes()
+		writes.insert(
+			RunEvent,
+			[
+				RunEvent(
+					tenant_id=run.tenant_id, run_id=run.pk, seq=first_seq + i, type="note", data={"i": i}
+				)
+				for i in range(1, 11)
+			],
+		)
+		writes.update(Run, run.pk, {"last_seq": first_seq + 10})
+		writes.send()
+
+	notes = RunEvent.objects._unfiltered().filter(run=run, type="note").order_by("seq")
+	assert [event.data["i"] for event in notes] == list(range(1, 11))
+	assert Run.objects._unfiltered().get(pk=run.pk).last_seq == first_seq + 10

@@ -449,10 +449,10 @@ class _Applier:
 	def flush(self) -> None:
 		if self.result.applied == 0:
 			return
-		self.write_steps()
-		sql.insert_rows(RunEvent, self.events)
-		webhook_ids = webhooks.record_deliveries(run=self.run, events=self.events)
-		sql.update_row(
+		writes = sql.Writes()
+		self.write_steps(writes)
+		writes.insert(RunEvent, self.events)
+		writes.update(
 			Run,
 			self.run.pk,
 			{
@@ -466,6 +466,8 @@ class _Applier:
 				"updated_at": timezone.now(),
 			},
 		)
+		writes.send()
+		webhook_ids = webhooks.record_deliveries(run=self.run, events=self.events)
 		run_id, tenant_id = str(self.run.pk), str(self.run.tenant_id)
 		dispatch_ids = self.dispatch_ids
 		events = [(e.seq, e.type, e.step_key, e.data) for e in self.events]
@@ -505,8 +507,8 @@ class _Applier:
 			updated_at=timezone.now(),
 		)
 
-	def write_steps(self) -> None:
-		"""Insert new step rows in one statement and update each existing one with one ``UPDATE``.
+	def write_steps(self, writes: sql.Writes) -> None:
+		"""Add to ``writes`` the insert of new step rows and an ``UPDATE`` of each existing one.
 
 		The row of the step being recorded is known (no lookup) and written once, with its
 		outcome, start time and worker; other rows are looked up by key only when the
@@ -580,9 +582,9 @@ class _Applier:
 				keep.add("started_at")
 				self.result.recorded = True
 			fields["updated_at"] = timezone.now()
-			sql.update_row(StepRun, pk, fields, keep=frozenset(keep))
+			writes.update(StepRun, pk, fields, keep=frozenset(keep))
 		continued = self.take_for_worker(to_create)
-		sql.insert_rows(StepRun, to_create)
+		writes.insert(StepRun, to_create)
 		self.dispatch_ids = [
 			(str(ids[(d.key, d.attempt)]), d.queue)
 			for d in self.dispatches

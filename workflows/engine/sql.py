@@ -1,7 +1,7 @@
 """The statements of a transition, written out instead of compiled by the ORM on every call.
 
 A transition runs the same few statements every time: lock the run, write the step it
-records, write the run. Compiling them through the queryset machinery cost more CPU than
+records and the steps and events it adds, write the run. Compiling them through the queryset machinery cost more CPU than
 PostgreSQL spent executing them (0.4 to 1.3 ms each), so they are built once per shape,
 cached, and given values prepared by the model fields themselves (the same conversion the
 ORM applies), which keeps them correct on PostgreSQL and SQLite alike.
@@ -16,7 +16,7 @@ from django.db import connections, models, router
 
 from workflows.models import Run
 
-__all__ = ["insert_rows", "lock_run", "step_ids", "update_row"]
+__all__ = ["Writes", "lock_run", "step_ids"]
 
 
 @cache
@@ -89,25 +89,87 @@ def _update_sql(vendor: str, table: str, columns: tuple[str, ...], keep: frozens
 	return f"UPDATE {table} SET {sets} WHERE id = %s"  # noqa: S608 - names from model metadata
 
 
-def update_row(
-	model: type[models.Model], pk: Any, values: dict[str, Any], *, keep: frozenset[str] = frozenset()
-) -> int:
-	"""``UPDATE`` one row by primary key with ``values``; the number of rows changed (0 or 1).
+class Writes:
+	"""The writes of one transition, sent together: one statement on PostgreSQL.
 
-	Fields named in ``keep`` are only filled in where they are still NULL (``COALESCE``).
+	On PostgreSQL the statements become the parts of one ``WITH ... SELECT 1`` (data-modifying
+	parts of a ``WITH`` always run, once and to completion), so a transition's writes cost one
+	round trip instead of one each; elsewhere they run one after another. They must not
+	depend on each other's effects (within one statement none sees another's), and no row may
+	be written twice.
 	"""
-	connection = connections[router.db_for_write(model)]
-	fields = _fields(model)
-	quote = connection.ops.quote_name
-	columns = tuple(quote(_column(fields[name])) for name in values)
-	kept = frozenset(quote(_column(fields[name])) for name in keep)
-	assert kept <= set(columns), "keep names fields that are not written"
-	sql = _update_sql(connection.vendor, quote(model._meta.db_table), columns, kept)
-	params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
-	params.append(fields["id"].get_db_prep_value(pk, connection))
-	with connection.cursor() as cursor:
-		cursor.execute(sql, params)
-		return cursor.rowcount
+
+	def __init__(self) -> None:
+		self.connection = connections[router.db_for_write(Run)]
+		self.statements: list[tuple[str, list[Any]]] = []
+
+	def update(
+		self,
+		model: type[models.Model],
+		pk: Any,
+		values: dict[str, Any],
+		*,
+		keep: frozenset[str] = frozenset(),
+	) -> None:
+		"""``UPDATE`` one row by primary key; fields in ``keep`` are only filled in where still NULL."""
+		connection = self.connection
+		fields = _fields(model)
+		quote = connection.ops.quote_name
+		columns = tuple(quote(_column(fields[name])) for name in values)
+		kept = frozenset(quote(_column(fields[name])) for name in keep)
+		assert kept <= set(columns), "keep names fields that are not written"
+		sql = _update_sql(connection.vendor, quote(model._meta.db_table), columns, kept)
+		params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+		params.append(fields["id"].get_db_prep_value(pk, connection))
+		self.statements.append((sql, params))
+
+	def insert(self, model: type[models.Model], objs: list[Any]) -> None:
+		"""``INSERT`` new model instances (what ``bulk_create`` does, compiled once).
+
+		Every concrete field is written, with its ``pre_save`` value (``auto_now``, defaults
+		already set when the instance was made), as the ORM would.
+		"""
+		if not objs:
+			return
+		connection = self.connection
+		quote = connection.ops.quote_name
+		fields = model._meta.concrete_fields
+		params: list[Any] = []
+		for obj in objs:
+			assert obj._state.adding, "insert writes new instances only"
+			for field in fields:
+				params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
+			obj._state.adding = False
+			obj._state.db = connection.alias
+		columns = tuple(quote(_column(field)) for field in fields)
+		table = quote(model._meta.db_table)
+		per_statement = max(1, _max_params(connection) // len(columns))
+		for first in range(0, len(objs), per_statement):
+			rows = min(per_statement, len(objs) - first)
+			sql = _insert_sql(connection.vendor, table, columns, rows)
+			self.statements.append((sql, params[first * len(columns) : (first + rows) * len(columns)]))
+
+	def send(self) -> None:
+		"""Execute what was collected (in the caller's transaction) and start over."""
+		statements, self.statements = self.statements, []
+		with self.connection.cursor() as cursor:
+			if self.connection.vendor != "postgresql":
+				for sql, params in statements:
+					cursor.execute(sql, params)
+				return
+			limit = _max_params(self.connection)
+			while statements:
+				parts, params = [], []
+				while statements and (not parts or len(params) + len(statements[0][1]) <= limit):
+					sql, values = statements.pop(0)
+					parts.append(f"w{len(parts)} AS ({sql})")
+					params.extend(values)
+				cursor.execute(f"WITH {', '.join(parts)} SELECT 1", params)
+
+
+def _max_params(connection: Any) -> int:
+	# A statement takes at most 65,535 parameters on PostgreSQL, fewer on SQLite.
+	return connection.features.max_query_params or 65_535
 
 
 @lru_cache(maxsize=256)
@@ -115,35 +177,6 @@ def _insert_sql(vendor: str, table: str, columns: tuple[str, ...], rows: int) ->
 	del vendor  # part of the cache key: quoting differs between databases
 	one = "(" + ", ".join(["%s"] * len(columns)) + ")"
 	return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * rows)  # noqa: S608 - names from model metadata
-
-
-def insert_rows(model: type[models.Model], objs: list[Any]) -> None:
-	"""``INSERT`` new model instances in one statement (what ``bulk_create`` does, compiled once).
-
-	Every concrete field is written, with its ``pre_save`` value (``auto_now``, defaults
-	already set when the instance was made), as the ORM would.
-	"""
-	if not objs:
-		return
-	connection = connections[router.db_for_write(model)]
-	quote = connection.ops.quote_name
-	fields = model._meta.concrete_fields
-	params: list[Any] = []
-	for obj in objs:
-		assert obj._state.adding, "insert_rows writes new instances only"
-		for field in fields:
-			params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
-		obj._state.adding = False
-		obj._state.db = connection.alias
-	columns = tuple(quote(_column(field)) for field in fields)
-	table = quote(model._meta.db_table)
-	# A statement takes at most 65,535 parameters on PostgreSQL, fewer on SQLite.
-	per_statement = max(1, (connection.features.max_query_params or 65_535) // len(columns))
-	with connection.cursor() as cursor:
-		for first in range(0, len(objs), per_statement):
-			rows = min(per_statement, len(objs) - first)
-			sql = _insert_sql(connection.vendor, table, columns, rows)
-			cursor.execute(sql, params[first * len(columns) : (first + rows) * len(columns)])
 
 
 def step_ids(run_id: Any, keys: set[str]) -> list[tuple[Any, str, int]]:
