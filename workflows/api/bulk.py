@@ -1,4 +1,5 @@
-"""REST endpoints for bulk run operations under /api/v1/runs/bulk/: start, cancel, retry, delete.
+"""REST endpoints for bulk operations: runs (/api/v1/runs/bulk/: start, cancel, retry, delete)
+and events (/api/v1/events/bulk/: publish many).
 
 The request's shape is validated as a whole (a malformed request is a 400 and nothing is
 done). Then each item goes through its single-run service in its own transaction, and the
@@ -21,7 +22,13 @@ from rest_framework.response import Response
 from workflows.api.base import TenantAPIView
 from workflows.api.errors import problem, problem_exception_handler
 from workflows.api.runs import problem_responses
-from workflows.api.runs_serializers import RunSerializer, RunsProblemSerializer, StrictSerializer
+from workflows.api.runs_serializers import (
+	EventOutcomeSerializer,
+	EventPublishSerializer,
+	RunSerializer,
+	RunsProblemSerializer,
+	StrictSerializer,
+)
 from workflows.errors import ServiceError
 from workflows.services.bulk import (
 	BulkItemResult,
@@ -32,8 +39,9 @@ from workflows.services.bulk import (
 	run_bulk_retry,
 	run_bulk_start,
 )
+from workflows.services.runs import EventItem, EventOutcome, event_publish_many
 
-__all__ = ["BulkCancelView", "BulkDeleteView", "BulkRetryView", "BulkStartView"]
+__all__ = ["BulkCancelView", "BulkDeleteView", "BulkEventsView", "BulkRetryView", "BulkStartView"]
 
 
 # --- request and response shapes -----------------------------------------------------------------
@@ -86,6 +94,29 @@ class BulkResultSerializer(serializers.Serializer):
 	succeeded = serializers.IntegerField()
 	failed = serializers.IntegerField()
 	results = BulkItemResultSerializer(many=True)
+
+
+class BulkEventsSerializer(StrictSerializer):
+	"""Events to publish, each as for a single publish (at most API_BULK_MAX_ITEMS)."""
+
+	events = serializers.ListField(child=EventPublishSerializer(), allow_empty=True)
+
+
+class BulkEventResultSerializer(serializers.Serializer):
+	"""The outcome of one event."""
+
+	index = serializers.IntegerField(help_text="The event's position in the request, from 0.")
+	status = serializers.IntegerField(help_text="What the single publish would have answered (202).")
+	event = EventOutcomeSerializer(allow_null=True, help_text="Where the event went; null on failure.")
+	problem = RunsProblemSerializer(allow_null=True, help_text="Why the event failed; null on success.")
+
+
+class BulkEventsResultSerializer(serializers.Serializer):
+	"""One result per event, in request order."""
+
+	succeeded = serializers.IntegerField()
+	failed = serializers.IntegerField()
+	results = BulkEventResultSerializer(many=True)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -208,3 +239,33 @@ class BulkDeleteView(TenantAPIView):
 			actor=self.actor, tenant=self.tenant, run_ids=[str(i) for i in values["run_ids"]]
 		)
 		return _answer(results, status.HTTP_204_NO_CONTENT, lambda i: f"/run_ids/{i}")
+
+
+class BulkEventsView(TenantAPIView):
+	"""Publish many events in one transaction; one result per event (202 each when published)."""
+
+	@extend_schema(
+		operation_id="events_bulk_publish",
+		request=BulkEventsSerializer,
+		responses={200: BulkEventsResultSerializer, **problem_responses(400, 403)},
+		tags=["events"],
+	)
+	def post(self, request: Request) -> Response:
+		values = _parse(BulkEventsSerializer, request, "events")
+		outcomes = event_publish_many(
+			actor=self.actor,
+			tenant=self.tenant,
+			events=[EventItem(**event) for event in values["events"]],
+			source="api",
+		)
+		items: list[dict[str, Any]] = []
+		for index, outcome in enumerate(outcomes):
+			item: dict[str, Any] = {"index": index, "event": None, "problem": None}
+			if isinstance(outcome, EventOutcome):
+				item["status"] = status.HTTP_202_ACCEPTED
+				item["event"] = EventOutcomeSerializer(outcome).data
+			else:
+				item["status"], item["problem"] = _failure(outcome, f"/events/{index}")
+			items.append(item)
+		failed = sum(1 for item in items if item["problem"] is not None)
+		return Response({"succeeded": len(items) - failed, "failed": failed, "results": items})

@@ -386,17 +386,7 @@ class EventPublishView(TenantAPIView):
 	def post(self, request: Request) -> Response:
 		values = _parse(EventPublishSerializer, request.data)
 		outcome = event_publish(actor=self.actor, tenant=self.tenant, source="api", **values)
-		return Response(
-			EventOutcomeSerializer(
-				{
-					"event_id": outcome.event.pk,
-					"delivered": outcome.delivered,
-					"kept": outcome.kept,
-					"started": outcome.started,
-				}
-			).data,
-			status=status.HTTP_202_ACCEPTED,
-		)
+		return Response(EventOutcomeSerializer(outcome).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- triggers ------------------------------------------------------------------------------------

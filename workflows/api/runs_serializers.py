@@ -451,7 +451,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
 class EventOutcomeSerializer(serializers.Serializer):
 	"""Where a published event went."""
 
-	event_id = serializers.UUIDField()
+	event_id = serializers.UUIDField(source="event.pk")
 	delivered = serializers.IntegerField(help_text="Waiting runs it was delivered to.")
 	kept = serializers.BooleanField(help_text="No run waited: kept for a wait that starts soon.")
 	started = serializers.IntegerField(help_text="Event triggers it was handed to.")

@@ -18,6 +18,7 @@ urlpatterns = [
 	path("runs/bulk/cancel/", bulk.BulkCancelView.as_view(), name="api-runs-bulk-cancel"),
 	path("runs/bulk/retry/", bulk.BulkRetryView.as_view(), name="api-runs-bulk-retry"),
 	path("runs/bulk/delete/", bulk.BulkDeleteView.as_view(), name="api-runs-bulk-delete"),
+	path("events/bulk/", bulk.BulkEventsView.as_view(), name="api-events-bulk"),
 	path("audit-events/", views.AuditEventListView.as_view(), name="api-audit-events"),
 	path("", include("workflows.api.definitions_urls")),
 	path("", include("workflows.api.runs_urls")),

@@ -264,9 +264,7 @@ class _Applier:
 					)
 				)
 			case core.StartTimer():
-				Timer.objects._unfiltered().filter(
-					run=self.run, key=command.key, purpose=command.purpose
-				).delete()
+				sql.delete_rows(Timer, run=self.run.pk, key=command.key, purpose=command.purpose)
 				Timer.objects._unfiltered().create(
 					tenant_id=self.run.tenant_id,
 					run=self.run,
@@ -284,11 +282,11 @@ class _Applier:
 						countdown=max(0.0, delay),
 					)
 			case core.CancelTimers():
-				Timer.objects._unfiltered().filter(run=self.run, key=command.key).delete()
+				sql.delete_rows(Timer, run=self.run.pk, key=command.key)
 			case core.Subscribe():
 				self.subscribe(command)
 			case core.Unsubscribe():
-				EventSubscription.objects._unfiltered().filter(run=self.run, key=command.key).delete()
+				sql.delete_rows(EventSubscription, run=self.run.pk, key=command.key)
 			case core.RequestApproval():
 				Approval.objects._unfiltered().update_or_create(
 					run=self.run,
@@ -401,7 +399,7 @@ class _Applier:
 			Event.objects._unfiltered().filter(pk=buffered.pk).update(
 				consumed_at=timezone.now(), delivered=buffered.delivered + 1
 			)
-			EventSubscription.objects._unfiltered().filter(run=self.run, key=command.key).delete()
+			sql.delete_rows(EventSubscription, run=self.run.pk, key=command.key)
 			self.queue.append(core.EventReceived(command.key, _event_payload(buffered)))
 
 	def start_child(self, command: core.StartChild) -> None:

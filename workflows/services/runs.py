@@ -7,6 +7,7 @@ Each checks permission, applies one happening through :func:`workflows.engine.ru
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,12 +15,20 @@ import jsonschema
 from django.db import transaction
 from django.utils import timezone
 
-from workflows.engine import core
+from workflows.engine import core, sql
 from workflows.engine.core import IllegalRetry
 from workflows.engine.runtime import advance, canonical, engine_for, happening_to_dict
 from workflows.engine.starting import create_run, start_if_admitted
 from workflows.engine.status import IllegalTransition, RunStatus
-from workflows.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed, refuse_nul
+from workflows.errors import (
+	Conflict,
+	FieldError,
+	NotFound,
+	PermissionDenied,
+	ServiceError,
+	ValidationFailed,
+	refuse_nul,
+)
 from workflows.models import (
 	Approval,
 	Event,
@@ -38,9 +47,11 @@ from workflows.services.audit import audit_record
 logger = logging.getLogger("apg.engine")
 
 __all__ = [
+	"EventItem",
 	"EventOutcome",
 	"approval_decide",
 	"event_publish",
+	"event_publish_many",
 	"run_cancel",
 	"run_pause",
 	"run_rerun",
@@ -304,61 +315,141 @@ def event_publish(
 	"""
 	if actor is not None:
 		require(actor=actor, tenant=tenant, perm=Perm.EVENT_PUBLISH)
-	if not isinstance(type, str) or not type.strip() or len(type) > 200:
-		raise ValidationFailed.single(
-			"/type", "An event needs a type of 1 to 200 characters.", "e.g. 'order.paid'"
-		)
-	refuse_nul(type, "/type")
-	refuse_nul(correlation, "/correlation")
-	refuse_nul(payload, "/payload")
-	key = canonical(correlation) if correlation is not None else ""
+	_check_event(type, correlation, payload, pointer="")
 	with transaction.atomic():
-		waiting = list(
-			EventSubscription.objects.for_tenant(tenant)
-			.select_for_update(skip_locked=True)
-			.filter(event_type=type, correlation=key)
-		)
-		event = Event.objects.for_tenant(tenant).create(
-			tenant=tenant,
-			type=type,
-			correlation=key,
-			payload=payload if payload is not None else {},
-			delivered=len(waiting),
-			consumed_at=timezone.now() if waiting else None,
-			source=source[:100],
-		)
-		body = {"type": type, "correlation": correlation, "payload": event.payload, "event_id": str(event.pk)}
-		EventSubscription.objects.for_tenant(tenant).filter(pk__in=[s.pk for s in waiting]).delete()
-		# The first few waiting runs advance in this transaction (locked in id order, so two
-		# publishers never wait for each other in a cycle); the rest get a task each.
-		ordered = sorted(waiting, key=lambda s: str(s.run_id))
-		later = ordered[INLINE_EVENT_DELIVERIES:]
-		for subscription in ordered[:INLINE_EVENT_DELIVERIES]:
-			try:
-				with transaction.atomic():
-					advance(subscription.run_id, core.EventReceived(subscription.key, body))
-			except Exception as exc:  # noqa: BLE001 - one run's failure must not lose the event for others
-				_log_inline_delivery_failed(subscription.run_id, exc)
-				later.append(subscription)
-		targets = [(str(s.run_id), happening_to_dict(core.EventReceived(s.key, body))) for s in later]
-
-		def deliver() -> None:
-			from workflows.engine.effects import run_later
-
-			for run_id, happening in targets:
-				run_later("deliver", run_id, happening)
-
-		if targets:
-			transaction.on_commit(deliver)
-		from workflows.services.triggers import event_triggers_schedule
-
-		started = event_triggers_schedule(event=event)
+		outcome = _publish(tenant, type, correlation, payload, source)
 		if actor is not None:
 			audit_record(
 				actor=actor,
 				tenant=tenant,
 				action="event.publish",
-				obj=event,
-				extra={"delivered": len(waiting)},
+				obj=outcome.event,
+				extra={"delivered": outcome.delivered},
 			)
+	return outcome
+
+
+def _log_publish_failed(tenant: Tenant, index: int, error: Exception) -> None:
+	logger.error(
+		"publishing event %s of a batch failed: %s",
+		index,
+		error,
+		exc_info=error,
+		extra={"tenant_id": str(tenant.pk)},
+	)
+
+
+@dataclass(frozen=True, slots=True)
+class EventItem:
+	"""One event of :func:`event_publish_many`."""
+
+	type: str
+	correlation: Any = None
+	payload: Any = None
+
+
+def event_publish_many(
+	*, actor: User | None, tenant: Tenant, events: Sequence[EventItem], source: str = "api"
+) -> list[EventOutcome | Exception]:
+	"""Publish many events in one transaction: what :func:`event_publish` does for each.
+
+	One result per event, in order: its outcome, or the error that refused it (a
+	:class:`~workflows.errors.ServiceError` the client can act on, or, for a bug, any other
+	exception, logged here); the others go on. Each event is published in a savepoint of its own, so one event's failure takes back
+	only its own work; all that succeeded are committed together, which is what makes a
+	batch much cheaper than as many single calls. One audit event (on the first event
+	published) records the batch.
+	"""
+	if actor is not None:
+		require(actor=actor, tenant=tenant, perm=Perm.EVENT_PUBLISH)
+	results: list[EventOutcome | Exception] = []
+	triggers: dict[str, int] = {}
+	with transaction.atomic():
+		for index, item in enumerate(events):
+			try:
+				_check_event(item.type, item.correlation, item.payload, pointer="")
+				with transaction.atomic():
+					results.append(
+						_publish(tenant, item.type, item.correlation, item.payload, source, triggers)
+					)
+			except ServiceError as exc:
+				results.append(exc)
+			except Exception as exc:  # noqa: BLE001 - one event's failure must not lose the others
+				_log_publish_failed(tenant, index, exc)
+				results.append(exc)
+		published = [r for r in results if isinstance(r, EventOutcome)]
+		if actor is not None and published:
+			audit_record(
+				actor=actor,
+				tenant=tenant,
+				action="event.publish_many",
+				obj=published[0].event,
+				extra={"events": len(published), "delivered": sum(r.delivered for r in published)},
+			)
+	return results
+
+
+def _check_event(type: Any, correlation: Any, payload: Any, *, pointer: str) -> None:
+	if not isinstance(type, str) or not type.strip() or len(type) > 200:
+		raise ValidationFailed.single(
+			f"{pointer}/type", "An event needs a type of 1 to 200 characters.", "e.g. 'order.paid'"
+		)
+	refuse_nul(type, f"{pointer}/type")
+	refuse_nul(correlation, f"{pointer}/correlation")
+	refuse_nul(payload, f"{pointer}/payload")
+
+
+def _publish(
+	tenant: Tenant,
+	type: str,
+	correlation: Any,
+	payload: Any,
+	source: str,
+	triggers: dict[str, int] | None = None,
+) -> EventOutcome:
+	"""Store one event and deliver it, in the caller's transaction.
+
+	``triggers``: event trigger counts by type already read in this transaction.
+	"""
+	key = canonical(correlation) if correlation is not None else ""
+	waiting = list(
+		EventSubscription.objects.for_tenant(tenant)
+		.select_for_update(skip_locked=True)
+		.filter(event_type=type, correlation=key)
+	)
+	event = Event.objects.for_tenant(tenant).create(
+		tenant=tenant,
+		type=type,
+		correlation=key,
+		payload=payload if payload is not None else {},
+		delivered=len(waiting),
+		consumed_at=timezone.now() if waiting else None,
+		source=source[:100],
+	)
+	body = {"type": type, "correlation": correlation, "payload": event.payload, "event_id": str(event.pk)}
+	sql.delete_rows(EventSubscription, id__in=[s.pk for s in waiting])
+	# The first few waiting runs advance in this transaction (locked in id order, so two
+	# publishers never wait for each other in a cycle); the rest get a task each.
+	ordered = sorted(waiting, key=lambda s: str(s.run_id))
+	later = ordered[INLINE_EVENT_DELIVERIES:]
+	for subscription in ordered[:INLINE_EVENT_DELIVERIES]:
+		try:
+			with transaction.atomic():
+				advance(subscription.run_id, core.EventReceived(subscription.key, body))
+		except Exception as exc:  # noqa: BLE001 - one run's failure must not lose the event for others
+			_log_inline_delivery_failed(subscription.run_id, exc)
+			later.append(subscription)
+	targets = [(str(s.run_id), happening_to_dict(core.EventReceived(s.key, body))) for s in later]
+
+	def deliver() -> None:
+		from workflows.engine.effects import run_later
+
+		for run_id, happening in targets:
+			run_later("deliver", run_id, happening)
+
+	if targets:
+		transaction.on_commit(deliver)
+	from workflows.services.triggers import event_triggers_schedule
+
+	started = event_triggers_schedule(event=event, known=triggers)
 	return EventOutcome(event=event, delivered=len(waiting), kept=not waiting, started=started)

@@ -232,13 +232,19 @@ def _event_triggers(tenant: Tenant, event_type: str) -> QuerySet[Trigger]:
 	)
 
 
-def event_triggers_schedule(*, event: Event) -> int:
+def event_triggers_schedule(*, event: Event, known: dict[str, int] | None = None) -> int:
 	"""Hand a just-published event to its type's event triggers after commit; how many there are.
 
 	Filters are evaluated and runs started by the ``apg.start_event_triggers`` task, so the
 	count is of triggers that will consider the event, not of runs already started.
+	``known``: counts by event type already read in this transaction (a batch of events
+	reads each type's once); filled in here.
 	"""
-	listening = _event_triggers(event.tenant, event.type).count()
+	listening = None if known is None else known.get(event.type)
+	if listening is None:
+		listening = _event_triggers(event.tenant, event.type).count()
+		if known is not None:
+			known[event.type] = listening
 	if listening:
 		from workflows.tasks import start_event_triggers_task
 
