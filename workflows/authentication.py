@@ -16,7 +16,8 @@ from rest_framework.request import Request
 
 from workflows.http import bind_token_tenant
 from workflows.models import ApiToken, User
-from workflows.services.tokens import api_token_authenticate
+from workflows.permissions import membership_remember
+from workflows.services.tokens import api_token_authenticate, api_token_authenticate_member
 
 __all__ = ["INVALID_TOKEN_MESSAGE", "ApiTokenAuthentication", "parse_bearer", "token_user"]
 
@@ -47,11 +48,14 @@ class ApiTokenAuthentication(BaseAuthentication):
 		raw = parse_bearer(get_authorization_header(request))
 		if raw is None:
 			return None
-		token = api_token_authenticate(raw) if raw else None
-		if token is None:
+		found = api_token_authenticate_member(raw) if raw else None
+		if found is None:
 			self._log_token_rejected(raw)
 			raise exceptions.AuthenticationFailed(INVALID_TOKEN_MESSAGE)
+		token = found.token
 		bind_token_tenant(request._request, token.tenant)
+		# The user object is this request's own: permission checks reuse the membership.
+		membership_remember(user=token.user, tenant=token.tenant, membership=found.membership)
 		return token.user, token
 
 	def authenticate_header(self, request: Request) -> str:

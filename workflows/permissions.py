@@ -12,7 +12,7 @@ from workflows.roles import Perm, Role, role_allows
 if TYPE_CHECKING:
 	from workflows.models import Membership, Tenant, User
 
-__all__ = ["GUARDIAN_GRANTS", "membership_for", "require"]
+__all__ = ["GUARDIAN_GRANTS", "membership_for", "membership_forget", "membership_remember", "require"]
 
 # The object permissions a role-less share may grant, and the tenant permissions each implies.
 GUARDIAN_GRANTS: dict[str, frozenset[Perm]] = {
@@ -22,13 +22,41 @@ GUARDIAN_GRANTS: dict[str, frozenset[Perm]] = {
 }
 
 
+# Where a request's authentication leaves the membership it read (on the request's own user
+# object, as Django's ModelBackend keeps its permission cache): (tenant id, membership).
+_REMEMBERED = "_apg_membership"
+
+
 def membership_for(*, user: User | None, tenant: Tenant) -> Membership | None:
-	"""The live membership of ``user`` in ``tenant``, if any."""
+	"""The live membership of ``user`` in ``tenant``, if any.
+
+	Within an API request, the membership its authentication read (see
+	:func:`membership_remember`); else read from the database.
+	"""
 	from workflows.models import Membership
 
 	if user is None or not user.is_authenticated or not tenant.is_active:
 		return None
+	remembered: tuple[object, Membership] | None = getattr(user, _REMEMBERED, None)
+	if remembered is not None and remembered[0] == tenant.pk:
+		return remembered[1]
 	return Membership.objects.for_tenant(tenant).filter(user=user).first()
+
+
+def membership_remember(*, user: User, tenant: Tenant, membership: Membership) -> None:
+	"""Let :func:`membership_for` answer from ``membership`` for this ``user`` object.
+
+	For the authentication of one request, whose user object lives as long as the request:
+	the membership is then read once per request, not by every permission check. Never for a
+	user object that outlives a request (a WebSocket connection's), which must see a removal.
+	"""
+	setattr(user, _REMEMBERED, (tenant.pk, membership))
+
+
+def membership_forget(*, user: User) -> None:
+	"""Forget what :func:`membership_remember` left: the user's membership just changed."""
+	if hasattr(user, _REMEMBERED):
+		delattr(user, _REMEMBERED)
 
 
 def require(

@@ -75,6 +75,26 @@ def test_a_page_costs_the_same_queries_however_many_runs_and_starters_it_shows(
 	assert len(clients["owner"].get("/api/v1/runs/", {"limit": 50}).json()["results"]) == 13
 
 
+def test_an_authenticated_page_is_two_queries_the_token_with_its_membership_and_the_runs(
+	api: Api,
+	flows: dict[str, Workflow],
+	clients: dict[str, Any],
+	django_assert_num_queries: Callable[..., Any],
+) -> None:
+	start(api, flows["waits"])
+	start(api, flows["orders"], {"input": {"order": "C"}})
+	clients["viewer"].get("/api/v1/runs/")  # the token's first use records last_used_at
+
+	with django_assert_num_queries(2) as captured:
+		response = clients["viewer"].get("/api/v1/runs/", {"limit": 50})
+
+	assert response.status_code == 200
+	assert len(response.json()["results"]) == 2
+	token, runs = (q["sql"] for q in captured.captured_queries)
+	assert '"workflows_membership"' in token
+	assert 'FROM "workflows_run"' in runs
+
+
 def test_the_tag_filter_matches_whole_tags_only(api: Api, flows: dict[str, Workflow]) -> None:
 	tagged = start(api, flows["waits"], {"tags": ["nightly"]}).json()
 	start(api, flows["waits"], {"tags": ["nightly-eu", "x-nightly"]})

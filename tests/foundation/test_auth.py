@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -14,7 +15,12 @@ from rest_framework.test import APIClient
 from workflows.context import tenant_scope
 from workflows.models import ApiToken, Membership, Tenant, User
 from workflows.roles import Role
-from workflows.services.tokens import api_token_authenticate, api_token_create, api_token_revoke
+from workflows.services.tokens import (
+	api_token_authenticate,
+	api_token_authenticate_member,
+	api_token_create,
+	api_token_revoke,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -362,3 +368,79 @@ def test_admins_revoke_anyones_token_members_only_their_own(
 	api_token_revoke(actor=owner, tenant=tenant, token_id=issued.token.pk)
 	with pytest.raises(NotFound):
 		api_token_revoke(actor=owner, tenant=tenant, token_id="00000000-0000-0000-0000-000000000000")
+
+
+def test_a_token_of_a_deactivated_tenant_is_refused(
+	tenant: Tenant, owner: User, token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	client = token_client(owner, tenant)
+	assert client.get("/api/v1/me/").status_code == 200
+
+	Tenant.objects.filter(pk=tenant.pk).update(is_active=False)
+
+	assert client.get("/api/v1/me/").status_code == 401
+
+
+def test_a_deleted_token_is_refused(tenant: Tenant, owner: User) -> None:
+	with tenant_scope(tenant):
+		issued = api_token_create(actor=owner, tenant=tenant, name="gone")
+	ApiToken.objects.for_tenant(tenant).filter(pk=issued.token.pk).update(deleted_at=timezone.now())
+
+	response = APIClient().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {issued.raw}")
+
+	assert response.status_code == 401
+
+
+def test_a_role_change_applies_from_the_next_request(
+	tenant: Tenant,
+	owner: User,
+	member_factory: Callable[..., User],
+	token_client: Callable[[User, Tenant], APIClient],
+) -> None:
+	viewer = member_factory(tenant, Role.VIEWER)
+	client = token_client(viewer, tenant)
+	assert client.get("/api/v1/me/").json()["role"] == "viewer"
+	assert client.get("/api/v1/audit-events/").status_code == 403
+
+	Membership.objects.for_tenant(tenant).filter(user=viewer).update(role=Role.ADMIN)
+
+	assert client.get("/api/v1/me/").json()["role"] == "admin"
+	assert client.get("/api/v1/audit-events/").status_code == 200
+
+
+def test_an_authenticated_request_reads_token_and_membership_in_one_query(
+	tenant: Tenant,
+	owner: User,
+	token_client: Callable[[User, Tenant], APIClient],
+	django_assert_num_queries: Callable[..., Any],
+) -> None:
+	client = token_client(owner, tenant)
+	client.get("/api/v1/me/")  # the first use records last_used_at
+
+	with django_assert_num_queries(1):
+		response = client.get("/api/v1/me/")
+
+	assert response.status_code == 200
+	assert response.json()["role"] == "owner"
+
+
+def test_the_token_lookup_loads_what_the_orm_loads(tenant: Tenant, owner: User) -> None:
+	with tenant_scope(tenant):
+		issued = api_token_create(actor=owner, tenant=tenant, name="cli", expires_in=timedelta(days=3))
+	api_token_authenticate(issued.raw)  # records last_used_at
+
+	found = api_token_authenticate_member(issued.raw)
+
+	assert found is not None
+	expected = ApiToken.objects._unfiltered().select_related("user", "tenant").get(pk=issued.token.pk)
+	for loaded, stored in (
+		(found.token, expected),
+		(found.token.user, expected.user),
+		(found.token.tenant, expected.tenant),
+	):
+		for field in type(stored)._meta.concrete_fields:
+			assert getattr(loaded, field.attname) == getattr(stored, field.attname), field.name
+	membership = Membership.objects.for_tenant(tenant).get(user=owner)
+	assert (found.membership.pk, found.membership.role) == (membership.pk, "owner")
+	assert found.membership.created_at == membership.created_at  # the rest loads on first use
+	assert found.membership.user is found.token.user

@@ -19,7 +19,7 @@ from workflows.models import (
 	TenantScopeError,
 	User,
 )
-from workflows.permissions import require
+from workflows.permissions import membership_remember, require
 from workflows.roles import ROLE_PERMISSIONS, Perm, Role, role_allows
 from workflows.services.tenancy import (
 	membership_add,
@@ -299,3 +299,33 @@ def test_token_model_usability(tenant: Tenant, owner: User) -> None:
 	assert raw.startswith(prefix)
 	assert key_hash != raw
 	assert len(key_hash) == 64
+
+
+def test_a_request_that_demotes_its_own_owner_cannot_then_change_owners(
+	tenant: Tenant, owner: User, member_factory: Callable[..., User]
+) -> None:
+	other_owner = member_factory(tenant, Role.OWNER)
+	mine = Membership.objects.for_tenant(tenant).get(user=owner)
+	theirs = Membership.objects.for_tenant(tenant).get(user=other_owner)
+	# As an API request's authentication does: later checks in the request reuse this.
+	membership_remember(user=owner, tenant=tenant, membership=mine)
+
+	membership_change_role(actor=owner, tenant=tenant, membership=mine, role="admin")
+
+	with pytest.raises(PermissionDenied):
+		membership_change_role(actor=owner, tenant=tenant, membership=theirs, role="admin")
+	assert Membership.objects.for_tenant(tenant).get(user=other_owner).role == Role.OWNER
+
+
+def test_a_remembered_membership_answers_for_its_own_tenant_only(
+	tenant_factory: Callable[..., Tenant], owner: User, tenant: Tenant, member_factory: Callable[..., User]
+) -> None:
+	other = tenant_factory()
+	Membership.objects.for_tenant(other).create(tenant=other, user=owner, role=Role.VIEWER)
+	membership_remember(
+		user=owner, tenant=tenant, membership=Membership.objects.for_tenant(tenant).get(user=owner)
+	)
+
+	assert require(actor=owner, tenant=tenant, perm=Perm.TENANT_MANAGE) is not None
+	with pytest.raises(PermissionDenied):
+		require(actor=owner, tenant=other, perm=Perm.TENANT_MANAGE)

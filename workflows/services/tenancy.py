@@ -17,7 +17,7 @@ from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.models import Membership, Tenant, TenantOwnedModel, User
 from workflows.models.audit import snapshot
 from workflows.models.tenancy import slug_validator
-from workflows.permissions import GUARDIAN_GRANTS, require
+from workflows.permissions import GUARDIAN_GRANTS, membership_forget, require
 from workflows.roles import Perm, Role
 from workflows.services.audit import audit_record
 
@@ -129,6 +129,8 @@ def membership_change_role(*, actor: User, tenant: Tenant, membership: Membershi
 	clean_role = _clean_role(role)
 	# Lock every owner row first so two concurrent demotions cannot both pass the count.
 	list(Membership.objects.for_tenant(tenant).filter(role=Role.OWNER).select_for_update())
+	# Under the locks the actor's own role is read again: another owner may just have changed it.
+	membership_forget(user=actor)
 	membership = _locked_membership(tenant, membership.pk)
 	if Role.OWNER in (clean_role, Role(membership.role)):
 		require(actor=actor, tenant=tenant, perm=Perm.OWNER_MANAGE)
@@ -157,6 +159,7 @@ def membership_remove(*, actor: User, tenant: Tenant, membership: Membership) ->
 	if membership.user_id != actor.pk:
 		require(actor=actor, tenant=tenant, perm=Perm.MEMBER_MANAGE)
 	list(Membership.objects.for_tenant(tenant).filter(role=Role.OWNER).select_for_update())
+	membership_forget(user=actor)
 	membership = _locked_membership(tenant, membership.pk)
 	if membership.role == Role.OWNER:
 		if membership.user_id != actor.pk:

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from workflows.errors import NotFound, ValidationFailed
-from workflows.models import ApiToken, Tenant, User
+from workflows.models import ApiToken, Membership, Tenant, User
 from workflows.models.audit import snapshot
 from workflows.models.tenancy import TOKEN_PREFIX, hash_token
-from workflows.permissions import membership_for, require
+from workflows.permissions import require
 from workflows.roles import Perm
 from workflows.services.audit import audit_record
 
-__all__ = ["IssuedToken", "api_token_authenticate", "api_token_create", "api_token_revoke"]
+__all__ = [
+	"AuthenticatedToken",
+	"IssuedToken",
+	"api_token_authenticate",
+	"api_token_authenticate_member",
+	"api_token_create",
+	"api_token_revoke",
+]
+
+_M = TypeVar("_M", bound=models.Model)
 
 # Writing last_used_at on every request would turn each API read into a write; once a
 # minute is precise enough for "last used" and for spotting stale tokens.
@@ -99,26 +110,122 @@ def api_token_revoke(*, actor: User, tenant: Tenant, token_id: object) -> ApiTok
 	return token
 
 
+@dataclass(frozen=True, slots=True)
+class AuthenticatedToken:
+	"""A usable token with the membership of its user in its tenant, as one request found them."""
+
+	token: ApiToken
+	membership: Membership
+
+
 def api_token_authenticate(raw: str) -> ApiToken | None:
 	"""The usable token for ``raw``, or None (unknown, malformed, revoked, expired, or no longer a member).
 
 	Callers must answer every None the same way, so a client cannot tell which it was.
 	"""
+	found = api_token_authenticate_member(raw)
+	return None if found is None else found.token
+
+
+def api_token_authenticate_member(raw: str) -> AuthenticatedToken | None:
+	"""Like :func:`api_token_authenticate`, with the membership it checked (for one request)."""
 	if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
 		return None
-	token = (
-		ApiToken.objects._unfiltered()
-		.select_related("user", "tenant")
-		.filter(key_hash=hash_token(raw), deleted_at__isnull=True)
-		.first()
-	)
-	now = timezone.now()
-	if token is None or not token.is_usable(now) or not token.user.is_active:
+	found = _token_lookup(hash_token(raw))
+	if found is None:
 		return None
-	if membership_for(user=token.user, tenant=token.tenant) is None:
+	token, membership = found
+	now = timezone.now()
+	if not token.is_usable(now) or not token.user.is_active or not token.tenant.is_active:
 		return None
 	if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
 		# A plain UPDATE: bookkeeping, not a user action, so no audit event.
 		ApiToken.objects._unfiltered().filter(pk=token.pk).update(last_used_at=now)
 		token.last_used_at = now
-	return token
+	return AuthenticatedToken(token=token, membership=membership)
+
+
+# --- the lookup ------------------------------------------------------------------------------------
+# Every authenticated API request starts here, so the lookup is one statement written once:
+# the token, its user and tenant, and the user's live membership in that tenant (an inner join,
+# so a user who is no longer a member finds no row). Built by the ORM it cost several times
+# the query itself in Python (compiling a join with select_related on every request). Columns
+# come from the models' metadata and values pass through each field's database converters,
+# so the instances are what ``select_related("user", "tenant")`` would have made.
+
+_MEMBERSHIP_FIELDS = ("id", "tenant", "user", "role")
+
+
+def _fields(model: type[models.Model], names: tuple[str, ...] | None = None) -> list[models.Field]:
+	return [f for f in model._meta.concrete_fields if names is None or f.name in names]
+
+
+def _token_lookup_sql() -> str:
+	quote = connection.ops.quote_name
+
+	def column(model: type[models.Model], name: str) -> str:
+		field = model._meta.get_field(name)
+		assert isinstance(field, models.Field)
+		assert field.column is not None
+		return quote(field.column)
+
+	def columns(model: type[models.Model], alias: str, names: tuple[str, ...] | None = None) -> str:
+		return ", ".join(f"{alias}.{column(model, f.name)}" for f in _fields(model, names))
+
+	token, user, tenant, member = ApiToken, User, Tenant, Membership
+	# Identifiers only, quoted, from the models' metadata; the one value is a parameter.
+	return (
+		f"SELECT {columns(token, 't')}, {columns(user, 'u')}, {columns(tenant, 'n')}, "  # noqa: S608
+		f"{columns(member, 'm', _MEMBERSHIP_FIELDS)} "
+		f"FROM {quote(token._meta.db_table)} t "
+		f"INNER JOIN {quote(user._meta.db_table)} u ON u.{column(user, 'id')} = t.{column(token, 'user')} "
+		f"INNER JOIN {quote(tenant._meta.db_table)} n ON n.{column(tenant, 'id')} = t.{column(token, 'tenant')} "
+		f"INNER JOIN {quote(member._meta.db_table)} m ON m.{column(member, 'user')} = t.{column(token, 'user')} "
+		f"AND m.{column(member, 'tenant')} = t.{column(token, 'tenant')} AND m.{column(member, 'deleted_at')} IS NULL "
+		f"WHERE t.{column(token, 'key_hash')} = %s AND t.{column(token, 'deleted_at')} IS NULL"
+	)
+
+
+def _load(model: type[_M], fields: list[models.Field], values: Sequence[Any]) -> _M:
+	"""A model instance from its columns' raw values, converted as a queryset would."""
+	converted = []
+	for field, value in zip(fields, values, strict=True):
+		expression = field.get_col(model._meta.db_table)
+		# The backend's converters, then the field's: what SQLCompiler.get_converters() applies.
+		for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(
+			connection
+		):
+			value = converter(value, expression, connection)
+		converted.append(value)
+	return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _token_lookup(key_hash: str) -> tuple[ApiToken, Membership] | None:
+	sql = _LOOKUP_SQL.get(connection.vendor)
+	if sql is None:
+		sql = _LOOKUP_SQL[connection.vendor] = _token_lookup_sql()
+	with connection.cursor() as cursor:
+		cursor.execute(sql, [key_hash])
+		row = cursor.fetchone()
+	if row is None:
+		return None
+	parts: list[Any] = []
+	at = 0
+	for model, fields in _LOOKUP_MODELS:
+		parts.append(_load(model, fields, row[at : at + len(fields)]))
+		at += len(fields)
+	token, user, tenant, membership = parts
+	token.user = user
+	token.tenant = tenant
+	membership.user = user
+	membership.tenant = tenant
+	return token, membership
+
+
+_LOOKUP_SQL: dict[str, str] = {}
+_LOOKUP_MODELS: list[tuple[type[models.Model], list[models.Field]]] = [
+	(ApiToken, _fields(ApiToken)),
+	(User, _fields(User)),
+	(Tenant, _fields(Tenant)),
+	(Membership, _fields(Membership, _MEMBERSHIP_FIELDS)),
+]
