@@ -10,9 +10,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 from config.env import ConfigError  # noqa: E402
 
 try:
-	from django.core.asgi import get_asgi_application
+	import django
 
-	django_asgi = get_asgi_application()
+	django.setup(set_prefix=False)
+	from config.handler import ASGIHandler
+
+	# What django.core.asgi.get_asgi_application() returns, with one thread call per request.
+	django_asgi = ASGIHandler()
 except ConfigError as exc:  # pragma: no cover - exercised by a subprocess test through manage.py
 	sys.stderr.write(f"Configuration error: {exc}\n")
 	raise SystemExit(2) from None

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from django.core.asgi import get_asgi_application
 from django.test import Client
 from rest_framework.test import APIClient
 
+from config.handler import ASGIHandler
 from tests.api_admin.conftest import PROBLEM
 from workflows.models import ApiToken, Event, Tenant, User
 
@@ -120,7 +120,7 @@ async def asgi_post(
 	async def send(message: Mapping[str, Any]) -> None:
 		sent.append(message)
 
-	await get_asgi_application()(scope, receive, send)
+	await ASGIHandler()(scope, receive, send)
 	start = next(m for m in sent if m["type"] == "http.response.start")
 	headers_out = {k.decode().lower(): v.decode() for k, v in start["headers"]}
 	return (
