@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from workflows.errors import NotFound, ValidationFailed
@@ -27,8 +28,6 @@ __all__ = [
 	"api_token_create",
 	"api_token_revoke",
 ]
-
-_M = TypeVar("_M", bound=models.Model)
 
 # Writing last_used_at on every request would turn each API read into a write; once a
 # minute is precise enough for "last used" and for spotting stale tokens.
@@ -160,8 +159,8 @@ def _fields(model: type[models.Model], names: tuple[str, ...] | None = None) -> 
 	return [f for f in model._meta.concrete_fields if names is None or f.name in names]
 
 
-def _token_lookup_sql() -> str:
-	quote = connection.ops.quote_name
+def _token_lookup_sql(db: BaseDatabaseWrapper) -> str:
+	quote = db.ops.quote_name
 
 	def column(model: type[models.Model], name: str) -> str:
 		field = model._meta.get_field(name)
@@ -186,34 +185,49 @@ def _token_lookup_sql() -> str:
 	)
 
 
-def _load(model: type[_M], fields: list[models.Field], values: Sequence[Any]) -> _M:
-	"""A model instance from its columns' raw values, converted as a queryset would."""
-	converted = []
-	for field, value in zip(fields, values, strict=True):
-		expression = field.get_col(model._meta.db_table)
-		# The backend's converters, then the field's: what SQLCompiler.get_converters() applies.
-		for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(
-			connection
-		):
-			value = converter(value, expression, connection)
-		converted.append(value)
-	return model.from_db(connection.alias, [f.attname for f in fields], converted)
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+	"""The lookup's statement for one database backend, and how to turn its row into instances."""
+
+	sql: str
+	# Per model: the model, its fields' attnames, and each column's converters.
+	models: list[tuple[type[models.Model], list[str], list[list[tuple[Callable[..., Any], Any]]]]]
+
+
+def _lookup_for(db: BaseDatabaseWrapper) -> _Lookup:
+	lookup = _LOOKUPS.get(db.vendor)
+	if lookup is None:
+		loaders = []
+		for model, fields in _LOOKUP_MODELS:
+			converters = []
+			for field in fields:
+				expression = field.get_col(model._meta.db_table)
+				# The backend's converters, then the field's: what SQLCompiler.get_converters() applies.
+				found = db.ops.get_db_converters(expression) + expression.get_db_converters(db)
+				converters.append([(converter, expression) for converter in found])
+			loaders.append((model, [f.attname for f in fields], converters))
+		lookup = _LOOKUPS[db.vendor] = _Lookup(sql=_token_lookup_sql(db), models=loaders)
+	return lookup
 
 
 def _token_lookup(key_hash: str) -> tuple[ApiToken, Membership] | None:
-	sql = _LOOKUP_SQL.get(connection.vendor)
-	if sql is None:
-		sql = _LOOKUP_SQL[connection.vendor] = _token_lookup_sql()
-	with connection.cursor() as cursor:
-		cursor.execute(sql, [key_hash])
+	db = connections[DEFAULT_DB_ALIAS]
+	lookup = _lookup_for(db)
+	with db.cursor() as cursor:
+		cursor.execute(lookup.sql, [key_hash])
 		row = cursor.fetchone()
 	if row is None:
 		return None
 	parts: list[Any] = []
 	at = 0
-	for model, fields in _LOOKUP_MODELS:
-		parts.append(_load(model, fields, row[at : at + len(fields)]))
-		at += len(fields)
+	for model, attnames, converters in lookup.models:
+		values = []
+		for value, column_converters in zip(row[at : at + len(attnames)], converters, strict=True):
+			for converter, expression in column_converters:
+				value = converter(value, expression, db)
+			values.append(value)
+		parts.append(model.from_db(db.alias, attnames, values))
+		at += len(attnames)
 	token, user, tenant, membership = parts
 	token.user = user
 	token.tenant = tenant
@@ -222,7 +236,7 @@ def _token_lookup(key_hash: str) -> tuple[ApiToken, Membership] | None:
 	return token, membership
 
 
-_LOOKUP_SQL: dict[str, str] = {}
+_LOOKUPS: dict[str, _Lookup] = {}
 _LOOKUP_MODELS: list[tuple[type[models.Model], list[models.Field]]] = [
 	(ApiToken, _fields(ApiToken)),
 	(User, _fields(User)),
