@@ -103,6 +103,28 @@ def test_the_tenant_rate_counts_every_caller_of_the_tenant(
 	assert elsewhere.get("/api/v1/me/").status_code == 200
 
 
+def test_requests_refused_by_a_tokens_limit_do_not_use_up_the_tenants(
+	tenant: Tenant,
+	owner: User,
+	member_factory: Callable[..., User],
+	token_client: Callable[[User, Tenant], APIClient],
+	rates: Callable[..., None],
+	clock: list[float],
+) -> None:
+	rates(token="1/minute", tenant="3/minute")
+	busy, other = token_client(owner, tenant), token_client(member_factory(tenant, Role.VIEWER), tenant)
+
+	busy_answers = [busy.get("/api/v1/me/").status_code for _ in range(4)]
+	other_answers = [other.get("/api/v1/me/").status_code for _ in range(1)]
+	third = token_client(owner, tenant).get("/api/v1/me/")
+	over = token_client(owner, tenant).get("/api/v1/me/")
+
+	assert busy_answers == [200, 429, 429, 429]
+	assert other_answers == [200]
+	assert third.status_code == 200
+	assert "per organization (API_RATE_PER_TENANT)" in refused(over)["detail"]
+
+
 def test_browser_sessions_are_counted_per_user(
 	tenant: Tenant, owner: User, client: Client, rates: Callable[..., None], clock: list[float]
 ) -> None:
@@ -309,10 +331,11 @@ def test_counters_live_in_redis_and_expire_after_their_window(
 		client.get("/api/v1/me/")
 
 	server = redis.Redis.from_url(django_settings.REDIS_URL)
-	keys = server.keys(f"*rl:token:t{token.pk}:*")
-	assert len(keys) == 1
-	assert int(server.get(keys[0]) or 0) == 3
-	assert 0 < server.ttl(keys[0]) <= 65
+	for counted in (f"token:t{token.pk}", f"tenant:{tenant.pk}"):
+		keys = server.keys(f"*rl:{counted}:*")
+		assert len(keys) == 1
+		assert int(server.get(keys[0]) or 0) == 3
+		assert 0 < server.ttl(keys[0]) <= 65
 
 
 @pytest.mark.usefixtures("redis_configured")
@@ -336,3 +359,40 @@ def test_concurrent_requests_are_each_counted_once() -> None:
 		worker.join()
 
 	assert sorted(c for c in counts if c is not None) == list(range(1, 121))
+
+
+@pytest.mark.usefixtures("redis_configured")
+def test_both_limits_are_counted_in_one_round_trip_to_redis(
+	tenant: Tenant,
+	owner: User,
+	token_client: Callable[[User, Tenant], APIClient],
+	rates: Callable[..., None],
+	monkeypatch: pytest.MonkeyPatch,
+) -> None:
+	import redis
+
+	rates(token="50/minute", tenant="50/minute")
+	client = token_client(owner, tenant)
+	client.get("/api/v1/me/")
+	sent: list[str] = []
+	original = redis.Redis.execute_command
+
+	def recording(self: Any, *args: Any, **options: Any) -> Any:
+		sent.append(str(args[0]))
+		return original(self, *args, **options)
+
+	monkeypatch.setattr(redis.Redis, "execute_command", recording)
+
+	assert client.get("/api/v1/me/").status_code == 200
+	assert sent == ["EVALSHA"]
+
+
+@pytest.mark.usefixtures("redis_configured")
+def test_the_counting_script_is_sent_again_when_redis_lost_it() -> None:
+	import redis
+
+	key = f"rl:token:script-{threading.get_ident()}:{WINDOW_START}"
+	redis.Redis.from_url(django_settings.REDIS_URL).script_flush()
+
+	assert throttles._limiter.hit_all([(key, 60, 10), (f"{key}:tenant", 60, 10)]) == [1, 1]
+	assert throttles._limiter.hit_all([(key, 60, 1), (f"{key}:tenant", 60, 10)]) == [2]
