@@ -40,10 +40,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 	"""
 
 	async def dispatch(self, message: dict[str, Any]) -> None:
-		handler = getattr(self, get_handler_name(message), None)
-		if handler is None:
-			raise ValueError(f"No handler for message type {message['type']}")
-		await handler(message)
+		await getattr(self, get_handler_name(message))(message)
 
 
 class TenantEventsConsumer(LiveConsumer):
@@ -403,10 +400,20 @@ class RunEventsConsumer(LiveConsumer):
 			await self.channel_layer.group_discard(group, self.channel_name)
 
 	async def run_events(self, message: dict[str, Any]) -> None:
-		"""Live events of a transition; those already sent from the backlog are skipped."""
+		"""Live events of a transition; those already sent are skipped, those skipped over are read.
+
+		The channel layer delivers at most once (a message published while a server reconnects
+		to Redis is lost) and two workers' messages can overtake each other, so an event that
+		skips ahead of the last one sent first gets the ones in between from the database.
+		"""
 		for event in message["events"]:
-			if event["seq"] > self.last_seq:
-				await self._send_event(event)
+			seq = event["seq"]
+			if seq <= self.last_seq:
+				continue
+			if seq > self.last_seq + 1:
+				for missing in await self._between(self.last_seq, seq):
+					await self._send_event(missing)
+			await self._send_event(event)
 
 	async def _send_event(self, event: dict[str, Any]) -> None:
 		self.last_seq = max(self.last_seq, event["seq"])
@@ -426,9 +433,17 @@ class RunEventsConsumer(LiveConsumer):
 	def _backlog(self, after: int) -> list[dict[str, Any]]:
 		from workflows.selectors.runs import run_events_after
 
+		return [_payload(e) for e in run_events_after(actor=None, run=self.run, after=after, limit=10_000)]
+
+	@database_sync_to_async
+	def _between(self, after: int, before: int) -> list[dict[str, Any]]:
+		from workflows.selectors.runs import run_events_between
+
 		return [
-			{"run": str(e.run_id), "seq": e.seq, "type": e.type, "step": e.step_key, "data": e.data}
-			for e in run_events_after(actor=None, run=self.run, after=after, limit=10_000)
+			_payload(e)
+			for e in run_events_between(
+				tenant=self.run.tenant, run_id=self.run.pk, after=after, before=before
+			)
 		]
 
 	@database_sync_to_async

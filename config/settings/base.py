@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -114,6 +115,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, broker ---------------------------------------------
 
+
+def redis_channel_layer(url: str) -> dict[str, Any]:
+	"""The channel layer over Redis: pub/sub, so a group message is one PUBLISH.
+
+	Each Daphne process subscribes once to a group any of its connections is in and hands a
+	message to those connections itself (the list-based ``RedisChannelLayer`` pushed a copy per
+	member, and each connection popped its own). Pub/sub channels are server-wide, not per
+	database, hence the database number in the prefix. Delivery is at most once: a message
+	published while a process is reconnecting is lost, and the consumers fill such gaps from
+	the database (docs/websocket.md).
+	"""
+	database = urlsplit(url).path.strip("/") or "0"
+	return {
+		"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+		"CONFIG": {
+			"hosts": [{"address": url, "socket_connect_timeout": 2, "health_check_interval": 30}],
+			"prefix": f"apg:ws:{database}:",
+		},
+	}
+
+
 REDIS_URL = ENV.REDIS_URL
 if REDIS_URL:
 	CACHES = {
@@ -124,12 +146,7 @@ if REDIS_URL:
 			"OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
 		}
 	}
-	CHANNEL_LAYERS = {
-		"default": {
-			"BACKEND": "channels_redis.core.RedisChannelLayer",
-			"CONFIG": {"hosts": [REDIS_URL], "prefix": "apg:ws", "capacity": 1000, "expiry": 60},
-		}
-	}
+	CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
 	CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "apg"}}
 	CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client, override_settings
 
 from config.celery import app as celery_app
+from config.settings.base import redis_channel_layer
 from tests.conftest import port_open
 from workflows.health import ReadinessView
 
@@ -99,9 +100,7 @@ def test_readyz_reports_a_stopped_redis_as_503(
 				"OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
 			}
 		},
-		"CHANNEL_LAYERS": {
-			"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
-		},
+		"CHANNEL_LAYERS": {"default": redis_channel_layer(url)},
 	}
 	previous_broker = celery_app.conf["broker_url"]
 	celery_app.conf["broker_url"] = url
