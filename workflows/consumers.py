@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import struct
 import time
@@ -185,7 +186,10 @@ class TenantEventsConsumer(LiveConsumer):
 				self.run_ids.pop(forgotten, None)
 		self.window[run] = (created, self._entry(run, seq))
 		self.window.move_to_end(run)
-		await self.send_json({"type": "event", "event": event, "cursor": self._cursor()})
+		# The cursor is URL-safe base64: nothing in it needs escaping in a JSON string.
+		await self.send(
+			text_data=f'{{"type": "event", "event": {_event_json(event)}, "cursor": "{self._cursor()}"}}'
+		)
 
 	def _horizon(self) -> int:
 		return max(self.floor, _now_ms() - int(self.WINDOW * 1000))
@@ -350,6 +354,12 @@ def _payload(event: Any) -> dict[str, Any]:
 	}
 
 
+def _event_json(event: dict[str, Any]) -> str:
+	"""The event as JSON: encoded once by the publisher for every connection (``json``), else here."""
+	text = event.get("json")
+	return text if text is not None else json.dumps(event)
+
+
 def _per_run_order(events: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, Any], int]]:
 	"""Events in id order, but each run's in seq order (ids of one run can disagree by clock skew)."""
 	slots: dict[str, list[int]] = {}
@@ -417,7 +427,7 @@ class RunEventsConsumer(LiveConsumer):
 
 	async def _send_event(self, event: dict[str, Any]) -> None:
 		self.last_seq = max(self.last_seq, event["seq"])
-		await self.send_json({"type": "event", "event": event})
+		await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
 
 	@database_sync_to_async
 	def _run(self, user: Any, tenant: Any, run_id: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from typing import Any
@@ -40,7 +41,14 @@ async def test_events_reach_the_run_and_tenant_groups_over_redis_in_order() -> N
 	by_tenant = await _receive_events(layer, tenant_channel, 30)
 	assert [e["seq"] for e in by_run] == list(range(1, 31))
 	assert [e["seq"] for e in by_tenant] == list(range(1, 31))
-	assert by_run[0] == {"run": run_id, "seq": 1, "type": "step.succeeded", "step": "root:s1", "data": {}}
+	assert json.loads(by_run[0]["json"]) == {
+		"run": run_id,
+		"seq": 1,
+		"type": "step.succeeded",
+		"step": "root:s1",
+		"data": {},
+	}
+	assert by_tenant[0]["json"] == by_run[0]["json"]  # encoded once, for every client
 
 
 @pytest.mark.usefixtures("redis_configured")

@@ -26,7 +26,8 @@ from tests.conftest import port_open
 from tests.ws.conftest import owner_of, start, token_for, waiting_workflow, ws_app
 from tests.ws.test_tenant_stream import commit_event
 from workflows.engine.effects import run_group, tenant_group
-from workflows.models import Run, Tenant
+from workflows.models import Run, RunEvent, Tenant
+from workflows.services.runs import run_cancel
 
 Stream = Callable[..., Awaitable[WebsocketCommunicator]]
 
@@ -38,6 +39,13 @@ async def connect(path: str, raw: str) -> WebsocketCommunicator:
 	connected, code = await communicator.connect(timeout=10)
 	assert connected, f"refused with {code}"
 	return communicator
+
+
+async def drain(communicator: WebsocketCommunicator) -> list[dict[str, Any]]:
+	received = []
+	while not await communicator.receive_nothing(timeout=0.5):
+		received.append(await communicator.receive_json_from(timeout=10))
+	return received
 
 
 async def caught_up(communicator: WebsocketCommunicator) -> dict[str, Any]:
@@ -56,6 +64,35 @@ def waiting_run(tenant_factory: Callable[..., Tenant]) -> Callable[[], Awaitable
 		return start(waiting_workflow(tenant)), token_for(owner_of(tenant), tenant)
 
 	return sync_to_async(make)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_both_streams_send_a_published_event_as_it_was_recorded(
+	waiting_run: Callable[[], Awaitable[tuple[Run, str]]],
+) -> None:
+	run, raw = await waiting_run()
+	tenant_client = await connect("/ws/tenant/", raw)
+	await caught_up(tenant_client)
+	run_client = await connect(f"/ws/runs/{run.pk}/", raw)
+	last = (await caught_up(run_client))["seq"]
+
+	await sync_to_async(lambda: run_cancel(actor=owner_of(run.tenant), run=run))()
+	to_tenant, to_run = await drain(tenant_client), await drain(run_client)
+	await tenant_client.disconnect()
+	await run_client.disconnect()
+
+	def recorded() -> list[dict[str, Any]]:
+		return [
+			{"run": str(run.pk), "seq": e.seq, "type": e.type, "step": e.step_key, "data": e.data}
+			for e in RunEvent.objects.for_tenant(run.tenant).filter(run=run, seq__gt=last).order_by("seq")
+		]
+
+	expected = await sync_to_async(recorded)()
+	await sync_to_async(connections.close_all)()
+	assert expected
+	assert [m["event"] for m in to_tenant] == expected
+	assert [m["event"] for m in to_run] == expected
+	assert all(m["type"] == "event" and m["cursor"] for m in to_tenant)
 
 
 @pytest.mark.django_db(transaction=True)

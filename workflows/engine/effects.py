@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import threading
@@ -49,11 +50,20 @@ def dispatch_steps(steps: list[tuple[str, str]], *, priority: int) -> None:
 
 
 def publish_events(*, run_id: str, tenant_id: str, events: list[tuple[int, str, str, Any]]) -> None:
-	"""Publish a transition's RunEvents to the run's and the tenant's groups (one message each)."""
+	"""Publish a transition's RunEvents to the run's and the tenant's groups (one message each).
+
+	Each event is encoded to JSON here, once, and travels as ``{"run", "seq", "json"}``: the
+	WebSocket consumers forward that text to each of their clients instead of encoding the same
+	event again for every connection.
+	"""
 	if not events:
 		return
 	batch = [
-		{"run": run_id, "seq": seq, "type": type_, "step": step, "data": data}
+		{
+			"run": run_id,
+			"seq": seq,
+			"json": json.dumps({"run": run_id, "seq": seq, "type": type_, "step": step, "data": data}),
+		}
 		for seq, type_, step, data in events
 	]
 	live.send(run_group(run_id), {"type": "run.events", "events": batch})
