@@ -138,18 +138,21 @@ class TenantEventsConsumer(LiveConsumer):
 			await self.send_json({"type": "error", "detail": 'Unknown message; send {"type": "ping"}.'})
 
 	async def tenant_event(self, message: dict[str, Any]) -> None:
-		"""Forward one published event; a notice that is not a run event passes as it is."""
-		event = message["event"]
-		if "run" in event and "seq" in event:
-			await self._deliver(event, self._live_bound(), fill_unknown=True)
-		else:
-			await self.send_json({"type": "event", "event": event})
+		"""Forward one published event."""
+		await self.tenant_events({"events": [message["event"]]})
 
 	async def tenant_events(self, message: dict[str, Any]) -> None:
-		"""Forward a transition's events (published together) one by one, in order."""
+		"""Forward a transition's events (published together) one by one, in order.
+
+		A notice that is not a run event (no ``seq``: an approval waiting for a decision)
+		passes as it is.
+		"""
 		bound = self._live_bound()
 		for event in message["events"]:
-			await self._deliver(event, bound, fill_unknown=True)
+			if "run" in event and "seq" in event:
+				await self._deliver(event, bound, fill_unknown=True)
+			else:
+				await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
 
 	# -- delivery ----------------------------------------------------------------------------
 

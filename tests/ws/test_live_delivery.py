@@ -23,11 +23,14 @@ from django.utils.module_loading import import_string
 
 from config.settings.base import redis_channel_layer
 from tests.conftest import port_open
+from tests.engine.harness import END, START, definition, node
 from tests.ws.conftest import owner_of, start, token_for, waiting_workflow, ws_app
 from tests.ws.test_tenant_stream import commit_event
 from workflows.engine.effects import run_group, tenant_group
-from workflows.models import Run, RunEvent, Tenant
-from workflows.services.runs import run_cancel
+from workflows.models import Approval, Run, RunEvent, Tenant
+from workflows.services.definitions import workflow_create, workflow_publish
+from workflows.services.runs import run_cancel, run_start
+from workflows.tasks import notify_approval_task
 
 Stream = Callable[..., Awaitable[WebsocketCommunicator]]
 
@@ -93,6 +96,38 @@ async def test_both_streams_send_a_published_event_as_it_was_recorded(
 	assert [m["event"] for m in to_tenant] == expected
 	assert [m["event"] for m in to_run] == expected
 	assert all(m["type"] == "event" and m["cursor"] for m in to_tenant)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_approval_notice_reaches_the_tenant_stream(tenant_factory: Callable[..., Tenant]) -> None:
+	def setup() -> tuple[Run, str]:
+		tenant = tenant_factory()
+		owner = owner_of(tenant)
+		workflow = workflow_create(
+			actor=owner,
+			tenant=tenant,
+			name="Asks",
+			definition=definition(
+				[START, node("ok", "approval", role="admin"), END],
+				[("start", "ok"), ("ok", "end", "approved")],
+			),
+		)
+		workflow_publish(actor=owner, workflow=workflow)
+		return run_start(actor=owner, workflow=workflow), token_for(owner, tenant)
+
+	run, raw = await sync_to_async(setup)()
+	client = await connect("/ws/tenant/", raw)
+	await caught_up(client)
+
+	await sync_to_async(notify_approval_task)(str(run.pk), "root:ok")
+	received = await drain(client)
+	await client.disconnect()
+	approval = await sync_to_async(lambda: Approval.objects.for_tenant(run.tenant).get(run=run))()
+	await sync_to_async(connections.close_all)()
+
+	assert [m["event"]["type"] for m in received] == ["approval.open"]
+	assert received[0]["event"]["step"] == "root:ok"
+	assert received[0]["event"]["data"]["approval"] == str(approval.pk)
 
 
 @pytest.mark.django_db(transaction=True)
