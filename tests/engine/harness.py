@@ -40,7 +40,9 @@ from workflows.engine.core import (
 	TimerFired,
 	Unsubscribe,
 )
-from workflows.engine.status import RunStatus
+from workflows.engine.status import RunStatus, StepStatus
+
+_UNDER_WAY = (StepStatus.SCHEDULED, StepStatus.RUNNING, StepStatus.WAITING)
 
 Action = Callable[[Any, int], Any]
 
@@ -124,6 +126,7 @@ class Sim:
 	history: list[tuple[float, Happening]] = field(default_factory=list)
 	status: RunStatus = RunStatus.PENDING
 	undone: list[str] = field(default_factory=list)
+	ended: dict[tuple[str, int], StepStatus] = field(default_factory=dict)
 
 	def __post_init__(self) -> None:
 		result = validate_definition(self.doc)
@@ -153,6 +156,16 @@ class Sim:
 				self.queue.append(command)
 				self.dispatched.append(command)
 			case RecordStep():
+				# A step attempt that finished is never started again (a retried run does a step
+				# again as a new attempt, or in new frames); only a map, loop or join resumes.
+				ended = self.ended.get((command.key, command.attempt))
+				assert (
+					ended is None
+					or command.status not in _UNDER_WAY
+					or command.node_type in ("map", "loop", "join")
+				), f"{command.key} attempt {command.attempt} is {command.status} again after it {ended}"
+				if command.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED):
+					self.ended[(command.key, command.attempt)] = command.status
 				self.steps[command.key] = command
 			case StartTimer():
 				self.timers[(command.key, command.purpose)] = command.fire_at

@@ -353,6 +353,25 @@ def test_loop_max_iterations_is_enforced() -> None:
 	assert sim.finished.error["code"] == "max_iterations_exceeded"
 
 
+def test_a_retried_loop_starts_again_without_overwriting_the_first_try() -> None:
+	sim = Sim(_loop_doc("while", "true", max_iterations=2)).start().run()
+	assert sim.status == RunStatus.FAILED
+
+	sim.apply(RetryFailed())
+	sim.run()
+
+	# The loop ran again as its second attempt, in frames of its own: every step of the first
+	# try keeps its record (the harness refuses a finished step attempt recorded again).
+	assert [d.key for d in sim.dispatched] == [
+		"root:repeat#0:poll",
+		"root:repeat#1:poll",
+		"root:repeat@2#0:poll",
+		"root:repeat@2#1:poll",
+	]
+	assert sim.steps["root:repeat"].attempt == 2
+	assert sim.status == RunStatus.FAILED
+
+
 # --- waits ---------------------------------------------------------------------------------------
 
 

@@ -147,6 +147,11 @@ class Work:
 			)
 		self.activate(root, self.engine.levels[""].entry, tags=[])
 
+	@staticmethod
+	def frames_of(ns: dict[str, Any]) -> str:
+		"""The prefix of the ids of the frames a map or loop step makes: its key, and its attempt after the first."""
+		return ns["key"] if ns["attempt"] == 1 else f"{ns['key']}@{ns['attempt']}"
+
 	def new_frame(
 		self,
 		frame_id: str,
@@ -168,14 +173,27 @@ class Work:
 			"ended": None,
 			"error": None,
 		}
+		assert frame_id not in self.state["frames"], f"frame {frame_id} made twice"
 		self.state["frames"][frame_id] = frame
 		return frame
 
 	# -- activation ---------------------------------------------------------------------------------
 
 	def activate(
-		self, frame: dict[str, Any], node_id: str, *, tags: list[list[str]], came_from: str | None = None
+		self,
+		frame: dict[str, Any],
+		node_id: str,
+		*,
+		tags: list[list[str]],
+		came_from: str | None = None,
+		attempt: int = 1,
 	) -> None:
+		"""Run ``node_id`` in ``frame``; ``attempt`` > 1 when a retried run does it again.
+
+		A node done again gets the next attempt, and the frames it makes (a map's items, a
+		loop's iterations) carry that attempt in their ids, so no step of the new try has the
+		key and attempt of one recorded by an earlier try.
+		"""
 		level = self.engine.level_of(frame)
 		node = level.nodes[node_id]
 		key = f"{frame['id']}:{node_id}"
@@ -188,7 +206,7 @@ class Work:
 		ns: dict[str, Any] = {
 			"key": key,
 			"status": StepStatus.RUNNING.value,
-			"attempt": 1,
+			"attempt": attempt,
 			"tags": tags,
 			"seq": self.state["seq"],
 		}
@@ -216,7 +234,7 @@ class Work:
 		elif kind == "parallel":
 			self.succeed_node(frame, node, ns, None, fork=True)
 		elif kind == "task":
-			self.dispatch_task(frame, node, ns, attempt=1)
+			self.dispatch_task(frame, node, ns, attempt=ns["attempt"])
 		elif kind == "fail":
 			message = self.render(config.message, frame)
 			error = StepError(config.error_code, message if isinstance(message, str) else str(message))
@@ -427,7 +445,7 @@ class Work:
 			ns["next"] += 1
 			ns["active"] += 1
 			child = self.new_frame(
-				f"{ns['key']}[{index}]",
+				f"{self.frames_of(ns)}[{index}]",
 				graph=level_path,
 				parent_frame=frame["id"],
 				parent_key=ns["key"],
@@ -485,7 +503,7 @@ class Work:
 		level_path = f"{frame['graph']}/{node.id}"
 		index = ns["iteration"]
 		child = self.new_frame(
-			f"{ns['key']}#{index}",
+			f"{self.frames_of(ns)}#{index}",
 			graph=level_path,
 			parent_frame=frame["id"],
 			parent_key=ns["key"],
@@ -1249,5 +1267,5 @@ class Work:
 					self.record(frame, node, ns)
 				else:
 					del frame["nodes"][node_id]
-					self.activate(frame, node_id, tags=ns.get("tags", []))
+					self.activate(frame, node_id, tags=ns.get("tags", []), attempt=ns["attempt"] + 1)
 			self.settle_frame_later(frame)
