@@ -11,7 +11,7 @@ request). Partial success is normal; ``succeeded`` and ``failed`` count the outc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -147,18 +147,40 @@ def _failure(error: Exception, where: str) -> tuple[int, dict[str, Any]]:
 	)
 
 
-def _answer(results: list[BulkItemResult], ok_status: int, where: Callable[[int], str]) -> Response:
+def _answer(
+	results: Sequence[tuple[int, Exception | None, dict[str, Any]]],
+	ok_status: int,
+	where: Callable[[int], str],
+) -> Response:
+	"""The bulk answer from ``(index, error or None, the item's own fields)`` per item, in order."""
 	items: list[dict[str, Any]] = []
-	for result in results:
-		item: dict[str, Any] = {"index": result.index, "id": result.run_id, "run": None, "problem": None}
-		if result.error is None:
+	for index, error, fields in results:
+		item: dict[str, Any] = {"index": index, **fields, "problem": None}
+		if error is None:
 			item["status"] = ok_status
-			item["run"] = RunSerializer(result.run).data if result.run is not None else None
 		else:
-			item["status"], item["problem"] = _failure(result.error, where(result.index))
+			item["status"], item["problem"] = _failure(error, where(index))
 		items.append(item)
-	failed = sum(1 for r in results if not r.ok)
-	return Response({"succeeded": len(results) - failed, "failed": failed, "results": items})
+	failed = sum(1 for item in items if item["problem"] is not None)
+	return Response({"succeeded": len(items) - failed, "failed": failed, "results": items})
+
+
+def _runs_answer(results: list[BulkItemResult], ok_status: int, where: Callable[[int], str]) -> Response:
+	return _answer(
+		[
+			(
+				result.index,
+				result.error,
+				{
+					"id": result.run_id,
+					"run": RunSerializer(result.run).data if result.ok and result.run is not None else None,
+				},
+			)
+			for result in results
+		],
+		ok_status,
+		where,
+	)
 
 
 _BULK_RESPONSES = {200: BulkResultSerializer, **problem_responses(400)}
@@ -183,7 +205,7 @@ class BulkStartView(TenantAPIView):
 			tenant=self.tenant,
 			items=[BulkStartItem(**item) for item in values["items"]],
 		)
-		return _answer(results, status.HTTP_201_CREATED, lambda i: f"/items/{i}")
+		return _runs_answer(results, status.HTTP_201_CREATED, lambda i: f"/items/{i}")
 
 
 class BulkCancelView(TenantAPIView):
@@ -204,7 +226,7 @@ class BulkCancelView(TenantAPIView):
 			compensate=values["compensate"],
 			reason=values["reason"],
 		)
-		return _answer(results, status.HTTP_200_OK, lambda i: f"/run_ids/{i}")
+		return _runs_answer(results, status.HTTP_200_OK, lambda i: f"/run_ids/{i}")
 
 
 class BulkRetryView(TenantAPIView):
@@ -221,7 +243,7 @@ class BulkRetryView(TenantAPIView):
 		results = run_bulk_retry(
 			actor=self.actor, tenant=self.tenant, run_ids=[str(i) for i in values["run_ids"]]
 		)
-		return _answer(results, status.HTTP_200_OK, lambda i: f"/run_ids/{i}")
+		return _runs_answer(results, status.HTTP_200_OK, lambda i: f"/run_ids/{i}")
 
 
 class BulkDeleteView(TenantAPIView):
@@ -238,7 +260,7 @@ class BulkDeleteView(TenantAPIView):
 		results = run_bulk_delete(
 			actor=self.actor, tenant=self.tenant, run_ids=[str(i) for i in values["run_ids"]]
 		)
-		return _answer(results, status.HTTP_204_NO_CONTENT, lambda i: f"/run_ids/{i}")
+		return _runs_answer(results, status.HTTP_204_NO_CONTENT, lambda i: f"/run_ids/{i}")
 
 
 class BulkEventsView(TenantAPIView):
@@ -258,14 +280,13 @@ class BulkEventsView(TenantAPIView):
 			events=[EventItem(**event) for event in values["events"]],
 			source="api",
 		)
-		items: list[dict[str, Any]] = []
-		for index, outcome in enumerate(outcomes):
-			item: dict[str, Any] = {"index": index, "event": None, "problem": None}
-			if isinstance(outcome, EventOutcome):
-				item["status"] = status.HTTP_202_ACCEPTED
-				item["event"] = EventOutcomeSerializer(outcome).data
-			else:
-				item["status"], item["problem"] = _failure(outcome, f"/events/{index}")
-			items.append(item)
-		failed = sum(1 for item in items if item["problem"] is not None)
-		return Response({"succeeded": len(items) - failed, "failed": failed, "results": items})
+		return _answer(
+			[
+				(index, None, {"event": EventOutcomeSerializer(outcome).data})
+				if isinstance(outcome, EventOutcome)
+				else (index, outcome, {"event": None})
+				for index, outcome in enumerate(outcomes)
+			],
+			status.HTTP_202_ACCEPTED,
+			lambda i: f"/events/{i}",
+		)

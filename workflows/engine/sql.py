@@ -15,23 +15,9 @@ from typing import Any
 from django.db import connections, models, router
 
 from workflows.models import Run
+from workflows.rows import model_rows
 
 __all__ = ["Writes", "delete_rows", "lock_run", "step_ids"]
-
-
-@cache
-def _fields(model: type[models.Model]) -> dict[str, models.Field[Any, Any]]:
-	found: dict[str, models.Field[Any, Any]] = {}
-	for field in model._meta.concrete_fields:
-		assert isinstance(field, models.Field)
-		found[field.name] = field
-		found[field.attname] = field
-	return found
-
-
-def _column(field: models.Field[Any, Any]) -> str:
-	assert field.column is not None, f"{field} has no column"
-	return field.column
 
 
 @cache
@@ -39,15 +25,6 @@ def _lock_sql(vendor: str, table: str, columns: tuple[str, ...]) -> str:
 	# NO KEY UPDATE: inserts of the run's steps and events (which reference it) are not blocked.
 	lock = " FOR NO KEY UPDATE" if vendor == "postgresql" else ""
 	return f"SELECT {', '.join(columns)} FROM {table} WHERE id = %s{lock}"  # noqa: S608 - names from model metadata
-
-
-def _converters(connection: Any, model: type[models.Model]) -> list[tuple[Any, list[Any]]]:
-	"""Per concrete field, what turns a database value into a Python one (as the ORM does)."""
-	found: list[tuple[Any, list[Any]]] = []
-	for field in model._meta.concrete_fields:
-		col = field.get_col(model._meta.db_table)
-		found.append((col, [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]))
-	return found
 
 
 def lock_run(run_id: Any) -> Run:
@@ -58,26 +35,16 @@ def lock_run(run_id: Any) -> Run:
 	"""
 	connection = connections[router.db_for_write(Run)]
 	assert connection.in_atomic_block, "a run is locked inside a transaction"
-	fields = Run._meta.concrete_fields
-	quote = connection.ops.quote_name
-	sql = _lock_sql(connection.vendor, quote(Run._meta.db_table), tuple(quote(_column(f)) for f in fields))
+	rows = model_rows(connection, Run)
 	with connection.cursor() as cursor:
-		cursor.execute(sql, [_fields(Run)["id"].get_db_prep_value(run_id, connection)])
+		cursor.execute(
+			_lock_sql(connection.vendor, rows.table, rows.columns),
+			[rows.fields["id"].get_db_prep_value(run_id, connection)],
+		)
 		row = cursor.fetchone()
 	if row is None:
 		raise Run.DoesNotExist(f"no run {run_id}")
-	converters = _run_converters.get(connection.vendor)
-	if converters is None:
-		converters = _run_converters[connection.vendor] = _converters(connection, Run)
-	values = []
-	for value, (col, convert) in zip(row, converters, strict=True):
-		for converter in convert:
-			value = converter(value, col, connection)
-		values.append(value)
-	return Run.from_db(connection.alias, [f.attname for f in fields], values)
-
-
-_run_converters: dict[str, list[tuple[Any, list[Any]]]] = {}
+	return rows.load(connection, row)
 
 
 @cache
@@ -113,12 +80,12 @@ class Writes:
 	) -> None:
 		"""``UPDATE`` one row by primary key; fields in ``keep`` are only filled in where still NULL."""
 		connection = self.connection
-		fields = _fields(model)
-		quote = connection.ops.quote_name
-		columns = tuple(quote(_column(fields[name])) for name in values)
-		kept = frozenset(quote(_column(fields[name])) for name in keep)
+		rows = model_rows(connection, model)
+		fields, column = rows.fields, rows.column
+		columns = tuple(column[name] for name in values)
+		kept = frozenset(column[name] for name in keep)
 		assert kept <= set(columns), "keep names fields that are not written"
-		sql = _update_sql(connection.vendor, quote(model._meta.db_table), columns, kept)
+		sql = _update_sql(connection.vendor, rows.table, columns, kept)
 		params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
 		params.append(fields["id"].get_db_prep_value(pk, connection))
 		self.statements.append((sql, params))
@@ -132,7 +99,7 @@ class Writes:
 		if not objs:
 			return
 		connection = self.connection
-		quote = connection.ops.quote_name
+		rows = model_rows(connection, model)
 		fields = model._meta.concrete_fields
 		params: list[Any] = []
 		for obj in objs:
@@ -141,8 +108,7 @@ class Writes:
 				params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
 			obj._state.adding = False
 			obj._state.db = connection.alias
-		columns = tuple(quote(_column(field)) for field in fields)
-		table = quote(model._meta.db_table)
+		columns, table = rows.columns, rows.table
 		per_statement = max(1, _max_params(connection) // len(columns))
 		for first in range(0, len(objs), per_statement):
 			rows = min(per_statement, len(objs) - first)
@@ -184,13 +150,12 @@ def step_ids(run_id: Any, keys: set[str]) -> list[tuple[Any, str, int]]:
 	from workflows.models import StepRun
 
 	connection = connections[router.db_for_write(StepRun)]
-	fields = _fields(StepRun)
-	quote = connection.ops.quote_name
-	table = quote(StepRun._meta.db_table)
+	rows = model_rows(connection, StepRun)
+	fields, column = rows.fields, rows.column
 	marks = ", ".join(["%s"] * len(keys))
 	sql = (
-		f"SELECT {quote('id')}, {quote('key')}, {quote('attempt')} FROM {table} "  # noqa: S608 - names from model metadata
-		f"WHERE {quote('run_id')} = %s AND {quote('key')} IN ({marks})"
+		f"SELECT {column['id']}, {column['key']}, {column['attempt']} FROM {rows.table} "  # noqa: S608 - names from model metadata
+		f"WHERE {column['run']} = %s AND {column['key']} IN ({marks})"
 	)
 	with connection.cursor() as cursor:
 		cursor.execute(sql, [fields["run"].get_db_prep_value(run_id, connection), *sorted(keys)])
@@ -205,24 +170,24 @@ def delete_rows(model: type[models.Model], **equal: Any) -> int:
 	for nothing.
 	"""
 	connection = connections[router.db_for_write(model)]
-	fields = _fields(model)
-	quote = connection.ops.quote_name
+	rows = model_rows(connection, model)
+	fields, column = rows.fields, rows.column
 	where: list[str] = []
 	params: list[Any] = []
 	for name, value in equal.items():
 		field_name, _, lookup = name.partition("__")
 		field = fields[field_name]
 		if lookup == "in":
-			where.append(f"{quote(_column(field))} IN ({', '.join(['%s'] * len(value))})")
+			where.append(f"{column[field_name]} IN ({', '.join(['%s'] * len(value))})")
 			params.extend(field.get_db_prep_value(item, connection) for item in value)
 		else:
 			assert not lookup, f"only equality and __in: {name}"
-			where.append(f"{quote(_column(field))} = %s")
+			where.append(f"{column[field_name]} = %s")
 			params.append(field.get_db_prep_value(value, connection))
 	assert where, "delete_rows deletes by condition only"
 	if any(not p for n, p in equal.items() if n.endswith("__in")):
 		return 0
-	sql = f"DELETE FROM {quote(model._meta.db_table)} WHERE {' AND '.join(where)}"  # noqa: S608 - names from model metadata
+	sql = f"DELETE FROM {rows.table} WHERE {' AND '.join(where)}"  # noqa: S608 - names from model metadata
 	with connection.cursor() as cursor:
 		cursor.execute(sql, params)
 		return cursor.rowcount

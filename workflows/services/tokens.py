@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from workflows.models.audit import snapshot
 from workflows.models.tenancy import TOKEN_PREFIX, hash_token
 from workflows.permissions import require
 from workflows.roles import Perm
+from workflows.rows import ModelRows, model_rows
 from workflows.services.audit import audit_record
 
 __all__ = [
@@ -155,58 +155,36 @@ def api_token_authenticate_member(raw: str) -> AuthenticatedToken | None:
 _MEMBERSHIP_FIELDS = ("id", "tenant", "user", "role")
 
 
-def _fields(model: type[models.Model], names: tuple[str, ...] | None = None) -> list[models.Field]:
-	return [f for f in model._meta.concrete_fields if names is None or f.name in names]
-
-
-def _token_lookup_sql(db: BaseDatabaseWrapper) -> str:
-	quote = db.ops.quote_name
-
-	def column(model: type[models.Model], name: str) -> str:
-		field = model._meta.get_field(name)
-		assert isinstance(field, models.Field)
-		assert field.column is not None
-		return quote(field.column)
-
-	def columns(model: type[models.Model], alias: str, names: tuple[str, ...] | None = None) -> str:
-		return ", ".join(f"{alias}.{column(model, f.name)}" for f in _fields(model, names))
-
-	token, user, tenant, member = ApiToken, User, Tenant, Membership
+def _token_lookup_sql(db: BaseDatabaseWrapper, loaders: list[ModelRows]) -> str:
+	token, user, tenant, member = (model_rows(db, model) for model, _ in _LOOKUP_MODELS)
+	selected = ", ".join(
+		f"{alias}.{column}" for alias, rows in zip("tunm", loaders, strict=True) for column in rows.columns
+	)
+	t, u, n, m = token.column, user.column, tenant.column, member.column
 	# Identifiers only, quoted, from the models' metadata; the one value is a parameter.
 	return (
-		f"SELECT {columns(token, 't')}, {columns(user, 'u')}, {columns(tenant, 'n')}, "  # noqa: S608
-		f"{columns(member, 'm', _MEMBERSHIP_FIELDS)} "
-		f"FROM {quote(token._meta.db_table)} t "
-		f"INNER JOIN {quote(user._meta.db_table)} u ON u.{column(user, 'id')} = t.{column(token, 'user')} "
-		f"INNER JOIN {quote(tenant._meta.db_table)} n ON n.{column(tenant, 'id')} = t.{column(token, 'tenant')} "
-		f"INNER JOIN {quote(member._meta.db_table)} m ON m.{column(member, 'user')} = t.{column(token, 'user')} "
-		f"AND m.{column(member, 'tenant')} = t.{column(token, 'tenant')} AND m.{column(member, 'deleted_at')} IS NULL "
-		f"WHERE t.{column(token, 'key_hash')} = %s AND t.{column(token, 'deleted_at')} IS NULL"
+		f"SELECT {selected} FROM {token.table} t "  # noqa: S608
+		f"INNER JOIN {user.table} u ON u.{u['id']} = t.{t['user']} "
+		f"INNER JOIN {tenant.table} n ON n.{n['id']} = t.{t['tenant']} "
+		f"INNER JOIN {member.table} m ON m.{m['user']} = t.{t['user']} "
+		f"AND m.{m['tenant']} = t.{t['tenant']} AND m.{m['deleted_at']} IS NULL "
+		f"WHERE t.{t['key_hash']} = %s AND t.{t['deleted_at']} IS NULL"
 	)
 
 
 @dataclass(frozen=True, slots=True)
 class _Lookup:
-	"""The lookup's statement for one database backend, and how to turn its row into instances."""
+	"""The lookup's statement for one database backend, and the loaders of its row's parts."""
 
 	sql: str
-	# Per model: the model, its fields' attnames, and each column's converters.
-	models: list[tuple[type[models.Model], list[str], list[list[tuple[Callable[..., Any], Any]]]]]
+	loaders: list[ModelRows]
 
 
 def _lookup_for(db: BaseDatabaseWrapper) -> _Lookup:
 	lookup = _LOOKUPS.get(db.vendor)
 	if lookup is None:
-		loaders = []
-		for model, fields in _LOOKUP_MODELS:
-			converters = []
-			for field in fields:
-				expression = field.get_col(model._meta.db_table)
-				# The backend's converters, then the field's: what SQLCompiler.get_converters() applies.
-				found = db.ops.get_db_converters(expression) + expression.get_db_converters(db)
-				converters.append([(converter, expression) for converter in found])
-			loaders.append((model, [f.attname for f in fields], converters))
-		lookup = _LOOKUPS[db.vendor] = _Lookup(sql=_token_lookup_sql(db), models=loaders)
+		loaders = [model_rows(db, model, names) for model, names in _LOOKUP_MODELS]
+		lookup = _LOOKUPS[db.vendor] = _Lookup(sql=_token_lookup_sql(db, loaders), loaders=loaders)
 	return lookup
 
 
@@ -220,14 +198,9 @@ def _token_lookup(key_hash: str) -> tuple[ApiToken, Membership] | None:
 		return None
 	parts: list[Any] = []
 	at = 0
-	for model, attnames, converters in lookup.models:
-		values = []
-		for value, column_converters in zip(row[at : at + len(attnames)], converters, strict=True):
-			for converter, expression in column_converters:
-				value = converter(value, expression, db)
-			values.append(value)
-		parts.append(model.from_db(db.alias, attnames, values))
-		at += len(attnames)
+	for loader in lookup.loaders:
+		parts.append(loader.load(db, row[at : at + len(loader.columns)]))
+		at += len(loader.columns)
 	token, user, tenant, membership = parts
 	token.user = user
 	token.tenant = tenant
@@ -237,9 +210,10 @@ def _token_lookup(key_hash: str) -> tuple[ApiToken, Membership] | None:
 
 
 _LOOKUPS: dict[str, _Lookup] = {}
-_LOOKUP_MODELS: list[tuple[type[models.Model], list[models.Field]]] = [
-	(ApiToken, _fields(ApiToken)),
-	(User, _fields(User)),
-	(Tenant, _fields(Tenant)),
-	(Membership, _fields(Membership, _MEMBERSHIP_FIELDS)),
+# The models of the lookup's row, in order, and the fields each contributes (None: every one).
+_LOOKUP_MODELS: list[tuple[type[models.Model], tuple[str, ...] | None]] = [
+	(ApiToken, None),
+	(User, None),
+	(Tenant, None),
+	(Membership, _MEMBERSHIP_FIELDS),
 ]
