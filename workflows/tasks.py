@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from workflows.engine import sql
 from workflows.engine.core import TimerFired
 from workflows.engine.runtime import advance, happening_from_dict
 from workflows.engine.starting import admit_pending, start_if_admitted
@@ -70,27 +71,31 @@ def admit_runs_task(tenant_id: str) -> None:
 
 
 def _fire(timer: Timer) -> None:
-	Timer.objects._unfiltered().filter(pk=timer.pk).delete()
+	sql.delete_rows(Timer, id=timer.pk)
 	advance(timer.run_id, TimerFired(timer.key, timer.purpose))
 
 
-@shared_task(name="apg.fire_timer", acks_late=True, ignore_result=True)
-def fire_timer_task(run_id: str, key: str, purpose: str) -> None:
-	"""The fast path for a short timer; the sweep fires it otherwise (whichever comes first)."""
+@shared_task(name="apg.fire_timer", bind=True, acks_late=True, ignore_result=True)
+def fire_timer_task(self: Task, run_id: str, key: str, purpose: str) -> None:
+	"""The fast path for a short timer; the sweep fires it otherwise (whichever comes first).
+
+	When the transition dispatches a step to a queue this worker consumes (a wait followed
+	by a task), the worker runs that step itself, without a trip through the broker.
+	"""
+	queues = _consumed_queues(self)
 	with transaction.atomic():
-		timer = (
-			Timer.objects._unfiltered()
-			.select_for_update(skip_locked=True)
-			.filter(
-				run_id=run_id,
-				key=key,
-				purpose=purpose,
-				fire_at__lte=timezone.now() + timedelta(milliseconds=50),
-			)
-			.first()
-		)
-		if timer is not None:
-			_fire(timer)
+		if not sql.take_timer(run_id, key, purpose, due_by=timezone.now() + timedelta(milliseconds=50)):
+			return
+		result = advance(run_id, TimerFired(key, purpose), continue_on=queues)
+	if result.continued is not None:
+		StepExecutor(str(result.continued.pk)).run_claimed(result.continued, queue=result.continued.queue)
+
+
+def _consumed_queues(task: Task) -> frozenset[str]:
+	"""The queues the worker running ``task`` consumes (none when the task runs eagerly)."""
+	if task.request.is_eager:
+		return frozenset()
+	return frozenset(task.app.amqp.queues.consume_from or ())
 
 
 @shared_task(name="apg.sweep_timers", ignore_result=True)

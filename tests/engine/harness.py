@@ -127,6 +127,7 @@ class Sim:
 	status: RunStatus = RunStatus.PENDING
 	undone: list[str] = field(default_factory=list)
 	ended: dict[tuple[str, int], StepStatus] = field(default_factory=dict)
+	recorded: set[tuple[str, int]] = field(default_factory=set)
 
 	def __post_init__(self) -> None:
 		result = validate_definition(self.doc)
@@ -166,6 +167,13 @@ class Sim:
 				), f"{command.key} attempt {command.attempt} is {command.status} again after it {ended}"
 				if command.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED):
 					self.ended[(command.key, command.attempt)] = command.status
+				# A record marked new is the first of its attempt (the runtime then looks no row up);
+				# every other record but a compensation's follows one.
+				seen = (command.key, command.attempt) in self.recorded
+				assert command.new != seen or command.node_type == "compensation", (
+					f"{command.key} attempt {command.attempt}: new={command.new} but recorded before: {seen}"
+				)
+				self.recorded.add((command.key, command.attempt))
 				self.steps[command.key] = command
 			case StartTimer():
 				self.timers[(command.key, command.purpose)] = command.fire_at

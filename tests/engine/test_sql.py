@@ -13,7 +13,7 @@ from django.utils import timezone
 from tests.engine.harness import linear, node, task
 from workflows.engine import sql
 from workflows.engine.status import StepStatus
-from workflows.models import Run, RunEvent, StepRun, User, Workflow
+from workflows.models import Run, RunEvent, StepRun, Timer, User, Workflow
 from workflows.services.runs import run_start
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
@@ -108,3 +108,38 @@ def test_writes_past_one_statements_parameter_limit_are_split_and_all_land(
 	notes = RunEvent.objects._unfiltered().filter(run=run, type="note").order_by("seq")
 	assert [event.data["i"] for event in notes] == list(range(1, 11))
 	assert Run.objects._unfiltered().get(pk=run.pk).last_seq == first_seq + 10
+
+
+def test_a_timer_written_again_for_the_same_step_and_purpose_replaces_the_first(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	run = settle(run_start, actor=owner, workflow=publish(linear(node("nap", "wait", duration="PT1H"))))
+	first = Timer.objects._unfiltered().get(run=run)
+	later = first.fire_at + timedelta(hours=2)
+
+	with transaction.atomic():
+		writes = sql.Writes()
+		writes.insert(
+			Timer,
+			[Timer(tenant_id=run.tenant_id, run=run, key="root:nap", purpose="wait", fire_at=later)],
+			replace=("run", "key", "purpose"),
+		)
+		writes.send()
+
+	(timer,) = Timer.objects._unfiltered().filter(run=run)
+	assert (timer.pk, timer.fire_at) == (first.pk, later)
+
+
+def test_a_timer_is_taken_once_and_only_when_due(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	run = settle(run_start, actor=owner, workflow=publish(linear(node("nap", "wait", duration="PT1H"))))
+	fire_at = Timer.objects._unfiltered().get(run=run).fire_at
+
+	early = sql.take_timer(run.pk, "root:nap", "wait", due_by=fire_at - timedelta(seconds=1))
+	other = sql.take_timer(run.pk, "root:nap", "retry", due_by=fire_at)
+	taken = sql.take_timer(run.pk, "root:nap", "wait", due_by=fire_at)
+	again = sql.take_timer(run.pk, "root:nap", "wait", due_by=fire_at)
+
+	assert (early, other, taken, again) == (False, False, True, False)
+	assert not Timer.objects._unfiltered().filter(run=run).exists()

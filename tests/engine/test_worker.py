@@ -17,9 +17,9 @@ from workflows.context import tenant_scope
 from workflows.engine.core import StepSucceeded
 from workflows.engine.status import RunStatus, StepStatus
 from workflows.engine.worker import LeaseKeeper, StepExecutor, claim_step, record_outcome
-from workflows.models import Run, StepRun, User, Workflow
+from workflows.models import Run, StepRun, Timer, User, Workflow
 from workflows.services.runs import run_cancel, run_start
-from workflows.tasks import BROKER_EPOCH_KEY, broker_epoch, reap_steps_task
+from workflows.tasks import BROKER_EPOCH_KEY, broker_epoch, fire_timer_task, reap_steps_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
 
@@ -260,3 +260,45 @@ def test_a_worker_does_not_keep_steps_meant_for_another_queue(
 	assert executed == 1
 	assert fib.status == StepStatus.SCHEDULED
 	assert sent[-1] == (str(fib.pk), "steps.cpu")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_firing_a_timer_runs_the_step_after_the_wait_itself(
+	publish: Callable[..., Workflow], owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	from workflows.engine import effects
+
+	sent: list[tuple[str, str]] = []
+	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
+	workflow = publish(linear(task("a"), node("nap", "wait", duration="PT1H"), task("b")))
+	run = run_start(actor=owner, workflow=workflow)
+	StepExecutor(str(StepRun.objects._unfiltered().get(run=run, key="root:a").pk)).run(queue="steps")
+	Timer.objects._unfiltered().filter(run=run).update(fire_at=timezone.now() - timedelta(seconds=1))
+
+	# Called as a worker calls it (this process consumes every queue): b is not sent, but run here.
+	fire_timer_task(str(run.pk), "root:nap", "wait")
+	fire_timer_task(str(run.pk), "root:nap", "wait")  # a second delivery finds the timer taken
+
+	b = StepRun.objects._unfiltered().get(run=run, key="root:b")
+	assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.SUCCEEDED
+	assert (b.status, b.attempt) == (StepStatus.SUCCEEDED, 1)
+	assert b.worker != ""
+	assert [key for key, _ in sent] == [str(StepRun.objects._unfiltered().get(run=run, key="root:a").pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_timer_fired_outside_a_worker_sends_the_next_step_to_its_queue(
+	publish: Callable[..., Workflow], owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	from workflows.engine import effects
+
+	sent: list[tuple[str, str]] = []
+	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
+	run = run_start(actor=owner, workflow=publish(linear(node("nap", "wait", duration="PT1H"), task("b"))))
+	Timer.objects._unfiltered().filter(run=run).update(fire_at=timezone.now() - timedelta(seconds=1))
+
+	fire_timer_task.apply(args=(str(run.pk), "root:nap", "wait"))  # eager: no queue of its own
+
+	b = StepRun.objects._unfiltered().get(run=run, key="root:b")
+	assert b.status == StepStatus.SCHEDULED
+	assert sent == [(str(b.pk), "steps")]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +56,9 @@ __all__ = [
 _FINISHED_STEP = frozenset(
 	{StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.COMPENSATED}
 )
+
+# The name a worker records on the steps it runs (``StepRun.worker``).
+WORKER_NAME = socket.gethostname()
 
 # Timers due within this many seconds also get a Celery countdown, so short waits and
 # retry backoffs do not wait for the next sweep.
@@ -157,7 +162,7 @@ def advance(
 	now: float | None = None,
 	recording: Recording | None = None,
 	created: Run | None = None,
-	continue_on: str | None = None,
+	continue_on: Collection[str] | None = None,
 ) -> AdvanceResult:
 	"""Apply ``happening`` to a run: lock, apply, persist, and schedule side effects after commit.
 
@@ -175,13 +180,13 @@ def advance(
 	transaction: no one else can see it yet, so it is neither locked nor read back, and it is
 	updated in place.
 
-	``continue_on`` (a queue name, with ``recording``): the recording worker consumes that
-	queue and will run the next step itself. The first new step dispatched to that queue is
-	then written already claimed by that worker (``running``, with a lease) instead of being
-	sent to the broker, and returned in :attr:`AdvanceResult.continued`; a worker that dies
-	before finishing it leaves a lease that expires, like any other.
+	``continue_on`` (queue names): the calling worker consumes those queues and will run the
+	next step itself (a worker recording a step's outcome, or firing a timer). The first new
+	step dispatched to one of them is then written already claimed by this worker
+	(``running``, with a lease) instead of being sent to the broker, and returned in
+	:attr:`AdvanceResult.continued`; a worker that dies before finishing it leaves a lease
+	that expires, like any other.
 	"""
-	assert continue_on is None or recording is not None, "only a recording worker continues"
 	with transaction.atomic(savepoint=False):
 		if created is not None:
 			assert str(created.pk) == str(run_id), "created must be the run being advanced"
@@ -206,7 +211,12 @@ class _Applier:
 	logger = logging.getLogger("apg.engine")
 
 	def __init__(
-		self, run: Run, *, now: float, recording: Recording | None = None, continue_on: str | None = None
+		self,
+		run: Run,
+		*,
+		now: float,
+		recording: Recording | None = None,
+		continue_on: Collection[str] | None = None,
 	) -> None:
 		self.run = run
 		self.now = now
@@ -215,8 +225,10 @@ class _Applier:
 		self.engine = engine_for(run.version_id)
 		self.result = AdvanceResult()
 		self.steps: dict[tuple[str, int], core.RecordStep] = {}
+		self.new_steps: set[tuple[str, int]] = set()
 		self.dispatches: list[core.Dispatch] = []
 		self.events: list[RunEvent] = []
+		self.timers: dict[tuple[str, str], Timer] = {}
 		self.after_commit: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 		self.queue: list[Happening] = []
 
@@ -249,6 +261,8 @@ class _Applier:
 		match command:
 			case core.RecordStep():
 				self.steps[(command.key, command.attempt)] = command
+				if command.new:
+					self.new_steps.add((command.key, command.attempt))
 			case core.Dispatch():
 				self.dispatches.append(command)
 			case core.Emit():
@@ -264,8 +278,8 @@ class _Applier:
 					)
 				)
 			case core.StartTimer():
-				sql.delete_rows(Timer, run=self.run.pk, key=command.key, purpose=command.purpose)
-				Timer.objects._unfiltered().create(
+				# Written with the transition, replacing a timer of the same step and purpose.
+				self.timers[(command.key, command.purpose)] = Timer(
 					tenant_id=self.run.tenant_id,
 					run=self.run,
 					key=command.key,
@@ -282,6 +296,8 @@ class _Applier:
 						countdown=max(0.0, delay),
 					)
 			case core.CancelTimers():
+				for started in [t for t in self.timers if t[0] == command.key]:
+					del self.timers[started]
 				sql.delete_rows(Timer, run=self.run.pk, key=command.key)
 			case core.Subscribe():
 				self.subscribe(command)
@@ -450,6 +466,7 @@ class _Applier:
 		writes = sql.Writes()
 		self.write_steps(writes)
 		writes.insert(RunEvent, self.events)
+		writes.insert(Timer, list(self.timers.values()), replace=("run", "key", "purpose"))
 		writes.update(
 			Run,
 			self.run.pk,
@@ -520,7 +537,12 @@ class _Applier:
 		recording = self.recording
 		if recording is not None:
 			known[(recording.key, recording.attempt)] = recording.step_id
-		unknown = {key for key, attempt in self.steps if (key, attempt) not in known}
+		# Rows are looked up only for steps the core did not begin in this transition.
+		unknown = {
+			key
+			for key, attempt in self.steps
+			if (key, attempt) not in known and (key, attempt) not in self.new_steps
+		}
 		if unknown:
 			for pk, key, attempt in sql.step_ids(self.run.pk, unknown):
 				known.setdefault((key, attempt), pk)
@@ -590,18 +612,18 @@ class _Applier:
 		]
 
 	def take_for_worker(self, new_rows: list[StepRun]) -> StepRun | None:
-		"""Claim the first new step for ``continue_on`` for the recording worker (see :func:`advance`)."""
-		if self.continue_on is None or self.recording is None:
+		"""Claim the first new step for ``continue_on`` for this worker (see :func:`advance`)."""
+		if not self.continue_on:
 			return None
 		new = {(row.key, row.attempt): row for row in new_rows}
 		for dispatch in self.dispatches:
 			row = new.get((dispatch.key, dispatch.attempt))
-			if row is not None and dispatch.queue == self.continue_on:
+			if row is not None and dispatch.queue in self.continue_on:
 				now = _dt(self.now)
 				row.status = StepStatus.RUNNING
 				row.started_at = now
 				row.lease_expires_at = now + timedelta(seconds=settings.STEP_LEASE_SECONDS)
-				row.worker = self.recording.worker[:200]
+				row.worker = (self.recording.worker if self.recording is not None else WORKER_NAME)[:200]
 				self.result.continued = row
 				return row
 		return None

@@ -17,7 +17,7 @@ from django.db import connections, models, router
 from workflows.models import Run
 from workflows.rows import model_rows
 
-__all__ = ["Writes", "delete_rows", "lock_run", "step_ids"]
+__all__ = ["Writes", "delete_rows", "lock_run", "step_ids", "take_timer"]
 
 
 @cache
@@ -90,16 +90,18 @@ class Writes:
 		params.append(fields["id"].get_db_prep_value(pk, connection))
 		self.statements.append((sql, params))
 
-	def insert(self, model: type[models.Model], objs: list[Any]) -> None:
+	def insert(self, model: type[models.Model], objs: list[Any], *, replace: tuple[str, ...] = ()) -> None:
 		"""``INSERT`` new model instances (what ``bulk_create`` does, compiled once).
 
 		Every concrete field is written, with its ``pre_save`` value (``auto_now``, defaults
-		already set when the instance was made), as the ORM would.
+		already set when the instance was made), as the ORM would. ``replace`` names the
+		fields of a unique constraint: a row that has the same values in them is overwritten
+		instead (keeping its id), which ``objs`` must not do twice.
 		"""
 		if not objs:
 			return
 		connection = self.connection
-		rows = model_rows(connection, model)
+		rows_of = model_rows(connection, model)
 		fields = model._meta.concrete_fields
 		params: list[Any] = []
 		for obj in objs:
@@ -108,11 +110,14 @@ class Writes:
 				params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
 			obj._state.adding = False
 			obj._state.db = connection.alias
-		columns, table = rows.columns, rows.table
+		columns, table = rows_of.columns, rows_of.table
+		conflict = tuple(rows_of.column[name] for name in replace)
+		kept = {*conflict, rows_of.column[model._meta.pk.name]}
+		overwrite = tuple(c for c in columns if c not in kept) if replace else ()
 		per_statement = max(1, _max_params(connection) // len(columns))
 		for first in range(0, len(objs), per_statement):
 			rows = min(per_statement, len(objs) - first)
-			sql = _insert_sql(connection.vendor, table, columns, rows)
+			sql = _insert_sql(connection.vendor, table, columns, rows, conflict, overwrite)
 			self.statements.append((sql, params[first * len(columns) : (first + rows) * len(columns)]))
 
 	def send(self) -> None:
@@ -139,10 +144,21 @@ def _max_params(connection: Any) -> int:
 
 
 @lru_cache(maxsize=256)
-def _insert_sql(vendor: str, table: str, columns: tuple[str, ...], rows: int) -> str:
+def _insert_sql(
+	vendor: str,
+	table: str,
+	columns: tuple[str, ...],
+	rows: int,
+	conflict: tuple[str, ...],
+	overwrite: tuple[str, ...],
+) -> str:
 	del vendor  # part of the cache key: quoting differs between databases
 	one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-	return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * rows)  # noqa: S608 - names from model metadata
+	sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * rows)  # noqa: S608 - names from model metadata
+	if conflict:
+		sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in overwrite)
+		sql += f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
+	return sql
 
 
 def step_ids(run_id: Any, keys: set[str]) -> list[tuple[Any, str, int]]:
@@ -191,3 +207,29 @@ def delete_rows(model: type[models.Model], **equal: Any) -> int:
 	with connection.cursor() as cursor:
 		cursor.execute(sql, params)
 		return cursor.rowcount
+
+
+def take_timer(run_id: Any, key: str, purpose: str, *, due_by: Any) -> bool:
+	"""Delete the run's timer for ``key`` and ``purpose`` if it is due by ``due_by``; True if this call took it.
+
+	One statement claims the timer: of two callers (a countdown task and the sweep), the
+	second waits for the first's transaction and then finds nothing to delete.
+	"""
+	from workflows.models import Timer
+
+	connection = connections[router.db_for_write(Timer)]
+	rows = model_rows(connection, Timer)
+	fields, column = rows.fields, rows.column
+	sql = (
+		f"DELETE FROM {rows.table} WHERE {column['run']} = %s AND {column['key']} = %s "  # noqa: S608 - names from model metadata
+		f"AND {column['purpose']} = %s AND {column['fire_at']} <= %s"
+	)
+	params = [
+		fields["run"].get_db_prep_value(run_id, connection),
+		key,
+		purpose,
+		fields["fire_at"].get_db_prep_value(due_by, connection),
+	]
+	with connection.cursor() as cursor:
+		cursor.execute(sql, params)
+		return cursor.rowcount > 0

@@ -42,7 +42,7 @@ def create_run(
 	"""Create a pending run pinned to ``version``. Call :func:`start_if_admitted` to start it."""
 	assert version.workflow_id == workflow.pk, "the version must belong to the workflow"
 	defaults = engine_for(version).definition.defaults
-	return Run.objects._unfiltered().create(
+	run = Run.objects._unfiltered().create(
 		tenant=tenant,
 		workflow=workflow,
 		version=version,
@@ -88,9 +88,7 @@ def _start(run: Run, *, created: bool = False) -> None:
 				# Names only: expressions see secret://NAME markers, resolved when a step executes.
 				# Names the definition uses but the tenant lacks become markers too, so the step
 				# fails saying which secret is missing instead of sending an empty credential.
-				"secret_names": sorted(
-					set(secret_names(run.tenant_id)) | _referenced_secrets(run.version.definition)
-				),
+				"secret_names": sorted(set(secret_names(run.tenant_id)) | _referenced_secrets(run.version)),
 			},
 		),
 		created=run if created else None,
@@ -100,8 +98,18 @@ def _start(run: Run, *, created: bool = False) -> None:
 _SECRET_REF = re.compile(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _referenced_secrets(definition: dict[str, Any]) -> set[str]:
-	return set(_SECRET_REF.findall(json.dumps(definition)))
+def _referenced_secrets(version: WorkflowVersion) -> frozenset[str]:
+	"""The secret names a published version's definition mentions (versions never change)."""
+	found = _SECRETS_BY_VERSION.get(version.pk)
+	if found is None:
+		found = frozenset(_SECRET_REF.findall(json.dumps(version.definition)))
+		if len(_SECRETS_BY_VERSION) >= 1024:
+			_SECRETS_BY_VERSION.clear()
+		_SECRETS_BY_VERSION[version.pk] = found
+	return found
+
+
+_SECRETS_BY_VERSION: dict[Any, frozenset[str]] = {}
 
 
 def start_if_admitted(run: Run, *, created: bool = False) -> bool:
@@ -111,7 +119,8 @@ def start_if_admitted(run: Run, *, created: bool = False) -> bool:
 	lock and ``run`` itself is brought up to date (no need to read it back).
 	"""
 	workflow_limit, tenant_limit = _limits(run)
-	with transaction.atomic():
+	# No savepoint: a failure here fails the caller's transaction anyway.
+	with transaction.atomic(savepoint=False):
 		if workflow_limit is not None or tenant_limit is not None:
 			# Admission decisions of one tenant are serialised on its row, so two starts
 			# cannot both take the last slot.

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, models, transaction
+from django.db import close_old_connections, connections, router, transaction
 from django.utils import timezone
 
 from connectors.errors import ActionError
@@ -25,7 +25,7 @@ from connectors.registry import default_registry
 from connectors.sdk import ActionContext, CancelSignal, NetworkPolicy, execute_sync
 from workflows.context import run_context
 from workflows.engine.core import StepError, StepFailed, StepSucceeded
-from workflows.engine.runtime import AdvanceResult, Recording, advance
+from workflows.engine.runtime import WORKER_NAME, AdvanceResult, Recording, advance
 from workflows.engine.status import StepStatus
 from workflows.expressions import (
 	ExpressionError,
@@ -36,11 +36,10 @@ from workflows.expressions import (
 )
 from workflows.expressions.errors import UnknownSecretError
 from workflows.models import StepRun
+from workflows.rows import model_rows
 from workflows.services.secrets import secret_values
 
 __all__ = ["LeaseKeeper", "StepExecutor", "record_outcome"]
-
-_HOSTNAME = socket.gethostname()
 
 
 class StepExecutor:
@@ -74,18 +73,27 @@ class StepExecutor:
 		if step is None:
 			self._log_skipped()
 			return 0
+		return self.run_claimed(step, queue=queue)
+
+	def run_claimed(self, step: StepRun, *, queue: str | None = None) -> int:
+		"""Execute and record a step this worker has claimed, and the steps it leads to on ``queue`` (see :meth:`run`)."""
+		assert step.status == StepStatus.RUNNING, "a claimed step is running"
 		deadline = time.monotonic() + settings.STEP_CONTINUE_MAX_SECONDS
 		executed = 0
-		executor = self
+		executor, current = self, step
 		while True:
 			executed += 1
 			within = executed < settings.STEP_CONTINUE_MAX_STEPS and time.monotonic() < deadline
-			step = executor.execute_and_record(step, continue_on=queue if within else None)
-			if step is None:
+			following = executor.execute_and_record(
+				current, continue_on=(queue,) if queue and within else None
+			)
+			if following is None:
 				return executed
-			executor = StepExecutor(str(step.pk))
+			executor, current = StepExecutor(str(following.pk)), following
 
-	def execute_and_record(self, step: StepRun, *, continue_on: str | None = None) -> StepRun | None:
+	def execute_and_record(
+		self, step: StepRun, *, continue_on: Collection[str] | None = None
+	) -> StepRun | None:
 		"""Run a claimed step's action and record its outcome; the next step to run here, if any."""
 		self.started = time.monotonic()
 		with run_context(run_id=step.run_id, step_id=step.pk):
@@ -186,44 +194,60 @@ def _lookup(values: dict[str, str], name: str) -> str:
 	return values[name]
 
 
-_CLAIM_SQL = """
-UPDATE {table} SET status = %s, started_at = %s, lease_expires_at = %s, worker = %s, updated_at = %s
-WHERE id = %s AND status = %s
-RETURNING *
-"""
+# (field, value) of the claim: the SET part, then the WHERE part.
+_CLAIM_SETS = ("status", "started_at", "lease_expires_at", "worker", "updated_at")
+_CLAIM_SQL: dict[tuple[str, bool], str] = {}
 
 
-def _field(name: str) -> models.Field[Any, Any]:
-	field = StepRun._meta.get_field(name)
-	assert isinstance(field, models.Field)
-	return field
+def _claim_sql(connection: Any, no_wait: bool) -> str:
+	key = (connection.vendor, no_wait)
+	sql = _CLAIM_SQL.get(key)
+	if sql is None:
+		rows = model_rows(connection, StepRun)
+		column, table = rows.column, rows.table
+		sets = ", ".join(f"{column[name]} = %s" for name in _CLAIM_SETS)
+		# set_config(..., true) lasts until the end of the statement's own transaction.
+		no_flush = (
+			" FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush" if no_wait else ""
+		)
+		returned = ", ".join(f"{table}.{c}" for c in rows.columns)
+		sql = _CLAIM_SQL[key] = (
+			f"UPDATE {table} SET {sets}{no_flush} "  # noqa: S608 - names from model metadata
+			f"WHERE {table}.{column['id']} = %s AND {table}.{column['status']} = %s RETURNING {returned}"
+		)
+	return sql
 
 
 def claim_step(step_id: str) -> StepRun | None:
 	"""Take a scheduled step (``running``, leased to this host) and load it, in one statement.
 
 	None when the step is not scheduled: finished, cancelled, or claimed by another worker
-	(a duplicate delivery).
+	(a duplicate delivery). On PostgreSQL, outside a transaction, the statement's commit does
+	not wait for the WAL flush: a claim lost in a database crash only leaves a ``scheduled``
+	step, which the reaper dispatches again.
 	"""
 	now = timezone.now()
-	values = [  # (field, value), in the order of _CLAIM_SQL's placeholders
-		("status", StepStatus.RUNNING.value),
-		("started_at", now),
-		("lease_expires_at", now + timedelta(seconds=settings.STEP_LEASE_SECONDS)),
-		("worker", _HOSTNAME),
-		("updated_at", now),
-		("id", step_id),
-		("status", StepStatus.SCHEDULED.value),
+	connection = connections[router.db_for_write(StepRun)]
+	rows = model_rows(connection, StepRun)
+	values = [  # in the order of the statement's placeholders
+		StepStatus.RUNNING.value,
+		now,
+		now + timedelta(seconds=settings.STEP_LEASE_SECONDS),
+		WORKER_NAME,
+		now,
+		step_id,
+		StepStatus.SCHEDULED.value,
 	]
-	with transaction.atomic():
-		connection = transaction.get_connection()
-		params = [_field(name).get_db_prep_value(value, connection) for name, value in values]
-		if connection.vendor == "postgresql":
-			with connection.cursor() as cursor:
-				cursor.execute("SET LOCAL synchronous_commit TO OFF")
-		sql = _CLAIM_SQL.format(table=connection.ops.quote_name(StepRun._meta.db_table))
-		claimed = list(StepRun.objects._unfiltered().raw(sql, params))
-	return claimed[0] if claimed else None
+	names = (*_CLAIM_SETS, "id", "status")
+	params = [
+		rows.fields[name].get_db_prep_value(value, connection)
+		for name, value in zip(names, values, strict=True)
+	]
+	no_wait = connection.vendor == "postgresql" and not connection.in_atomic_block
+	with connection.cursor() as cursor:
+		cursor.execute(_claim_sql(connection, no_wait), params)
+		row = cursor.fetchone()
+	return None if row is None else rows.load(connection, row)
 
 
 def record_outcome(step: StepRun, outcome: StepSucceeded | StepFailed) -> bool:
@@ -236,7 +260,7 @@ def record_outcome(step: StepRun, outcome: StepSucceeded | StepFailed) -> bool:
 
 
 def _record(
-	step: StepRun, outcome: StepSucceeded | StepFailed, *, continue_on: str | None = None
+	step: StepRun, outcome: StepSucceeded | StepFailed, *, continue_on: Collection[str] | None = None
 ) -> AdvanceResult:
 	# A continued step runs after the transition that claimed it has committed.
 	assert continue_on is None or not transaction.get_connection().in_atomic_block, (
@@ -247,7 +271,7 @@ def _record(
 		key=step.key,
 		attempt=step.attempt,
 		started_at=step.started_at or timezone.now(),
-		worker=_HOSTNAME,
+		worker=WORKER_NAME,
 	)
 	return advance(step.run_id, outcome, recording=recording, continue_on=continue_on)
 

@@ -83,7 +83,10 @@ def validate_against_schema(value: Any, schema: dict[str, Any], *, pointer: str)
 
 
 def _version(workflow: Workflow, number: int | None) -> WorkflowVersion:
-	versions = WorkflowVersion.objects.for_tenant(workflow.tenant).filter(workflow=workflow)
+	# The definition is read only when its engine is not cached yet (versions never change).
+	versions = (
+		WorkflowVersion.objects.for_tenant(workflow.tenant).filter(workflow=workflow).defer("definition")
+	)
 	version = (
 		versions.order_by("-number").first() if number is None else versions.filter(number=number).first()
 	)

@@ -58,6 +58,8 @@ class RecordStep:
 	input: Any = None
 	output: Any = None
 	error: dict[str, Any] | None = None
+	new: bool = False
+	"""The first record of this step attempt: no row for it exists yet (none is looked up)."""
 
 
 @dataclass(frozen=True, slots=True)

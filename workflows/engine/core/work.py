@@ -58,6 +58,8 @@ class Work:
 		self.now = now
 		self.commands: list[Command] = []
 		self._to_settle: list[str] = []
+		# Step attempts begun in this transition: their first record says they are new.
+		self.fresh: set[tuple[str, int]] = set()
 
 	# -- small utilities ------------------------------------------------------------------------
 
@@ -78,6 +80,13 @@ class Work:
 			raise Stale(key)
 		return frame, self.engine.level_of(frame).nodes[node_id], frame["nodes"][node_id]
 
+	def begun(self, key: str, attempt: int) -> bool:
+		"""Whether this is the first record of a step attempt begun in this transition (then no longer)."""
+		if (key, attempt) in self.fresh:
+			self.fresh.discard((key, attempt))
+			return True
+		return False
+
 	def record(self, frame: dict[str, Any], node: Node, ns: dict[str, Any], **extra: Any) -> None:
 		self.commands.append(
 			RecordStep(
@@ -89,6 +98,7 @@ class Work:
 				attempt=ns.get("attempt", 1),
 				output=ns.get("output"),
 				error=ns.get("error"),
+				new=self.begun(ns["key"], ns.get("attempt", 1)),
 				**extra,
 			)
 		)
@@ -211,6 +221,7 @@ class Work:
 			"seq": self.state["seq"],
 		}
 		frame["nodes"][node_id] = ns
+		self.fresh.add((key, attempt))
 		try:
 			self.run_node(frame, node, ns, came_from)
 		except ExpressionError as exc:
@@ -302,6 +313,8 @@ class Work:
 
 	def dispatch_task(self, frame: dict[str, Any], node: Node, ns: dict[str, Any], *, attempt: int) -> None:
 		config: Any = node.config
+		if attempt != ns["attempt"]:
+			self.fresh.add((ns["key"], attempt))  # a retry: a new attempt of the step
 		ns["attempt"] = attempt
 		ns["status"] = StepStatus.SCHEDULED.value
 		ns.pop("error", None)
@@ -321,7 +334,14 @@ class Work:
 		)
 		self.commands.append(
 			RecordStep(
-				ns["key"], node.id, node.type, frame["id"], StepStatus.SCHEDULED, attempt, input=step_input
+				ns["key"],
+				node.id,
+				node.type,
+				frame["id"],
+				StepStatus.SCHEDULED,
+				attempt,
+				input=step_input,
+				new=self.begun(ns["key"], attempt),
 			)
 		)
 		self.emit("step.scheduled", key=ns["key"], node=node.id, attempt=attempt)
@@ -646,6 +666,7 @@ class Work:
 				"seq": self.state["seq"],
 			}
 			frame["nodes"][node.id] = ns
+			self.fresh.add((key, 1))
 			self.record(frame, node, ns)
 		if ns["status"] != StepStatus.WAITING:
 			return  # a late branch after an "any" or "n_of_m" join fired: dropped
