@@ -23,8 +23,10 @@ except ConfigError as exc:  # pragma: no cover - exercised by a subprocess test 
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from config.embedded import autostart  # noqa: E402
+from config.memory import freeze_startup_objects  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from workflows.ws_auth import tenant_auth_stack  # noqa: E402
 
@@ -37,3 +39,8 @@ application = ProtocolTypeRouter(
 		"websocket": AllowedHostsOriginValidator(tenant_auth_stack(URLRouter(websocket_urlpatterns))),
 	}
 )
+
+# Load every view now (the URL configuration is otherwise read on the first request), then
+# keep what start-up made out of the garbage collector's full passes (config/memory.py).
+get_resolver().url_patterns  # noqa: B018 - imports the views
+freeze_startup_objects()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -20,5 +21,14 @@ app.conf.task_queues = tuple(
 )
 app.conf.task_default_queue = "engine"
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _freeze_startup_objects(**_: Any) -> None:
+	"""Before the pool forks: start-up objects stay out of the collector's full passes (config/memory.py)."""
+	from config.memory import freeze_startup_objects
+
+	freeze_startup_objects()
+
 
 __all__ = ["app"]
