@@ -17,7 +17,7 @@ from django.db import connections, models, router
 from workflows.models import Run
 from workflows.rows import model_rows
 
-__all__ = ["Writes", "delete_rows", "lock_run", "step_ids", "take_timer"]
+__all__ = ["Writes", "delete_rows", "lock_run", "step_ids", "take_subscriptions", "take_timer"]
 
 
 @cache
@@ -233,3 +233,28 @@ def take_timer(run_id: Any, key: str, purpose: str, *, due_by: Any) -> bool:
 	with connection.cursor() as cursor:
 		cursor.execute(sql, params)
 		return cursor.rowcount > 0
+
+
+def take_subscriptions(tenant_id: Any, event_type: str, correlation: str) -> list[tuple[Any, Any, str]]:
+	"""Delete the tenant's subscriptions waiting for this event; ``(id, run id, step key)`` of each.
+
+	One statement. On PostgreSQL a subscription another publisher is taking (locked) is
+	skipped, as ``select_for_update(skip_locked=True)`` would: that publisher delivers it.
+	"""
+	from workflows.models import EventSubscription
+
+	connection = connections[router.db_for_write(EventSubscription)]
+	rows = model_rows(connection, EventSubscription)
+	fields, column, table = rows.fields, rows.column, rows.table
+	match = f"{column['tenant']} = %s AND {column['event_type']} = %s AND {column['correlation']} = %s"
+	if connection.vendor == "postgresql":
+		where = f"{column['id']} IN (SELECT {column['id']} FROM {table} WHERE {match} FOR UPDATE SKIP LOCKED)"  # noqa: S608 - names from model metadata
+	else:
+		where = match
+	sql = f"DELETE FROM {table} WHERE {where} RETURNING {column['id']}, {column['run']}, {column['key']}"  # noqa: S608 - names from model metadata
+	params = [fields["tenant"].get_db_prep_value(tenant_id, connection), event_type, correlation]
+	with connection.cursor() as cursor:
+		cursor.execute(sql, params)
+		found = cursor.fetchall()
+	to_uuid = fields["id"].to_python
+	return [(to_uuid(pk), to_uuid(run_id), key) for pk, run_id, key in found]

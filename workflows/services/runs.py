@@ -32,7 +32,6 @@ from workflows.errors import (
 from workflows.models import (
 	Approval,
 	Event,
-	EventSubscription,
 	Membership,
 	Run,
 	Tenant,
@@ -415,12 +414,8 @@ def _publish(
 	``triggers``: event trigger counts by type already read in this transaction.
 	"""
 	key = canonical(correlation) if correlation is not None else ""
-	waiting = list(
-		EventSubscription.objects.for_tenant(tenant)
-		.select_for_update(skip_locked=True)
-		.filter(event_type=type, correlation=key)
-	)
-	event = Event.objects.for_tenant(tenant).create(
+	waiting = sql.take_subscriptions(tenant.pk, type, key)  # (id, run id, step key) each
+	event = Event(
 		tenant=tenant,
 		type=type,
 		correlation=key,
@@ -429,20 +424,23 @@ def _publish(
 		consumed_at=timezone.now() if waiting else None,
 		source=source[:100],
 	)
+	writes = sql.Writes()
+	writes.insert(Event, [event])
+	writes.send()
 	body = {"type": type, "correlation": correlation, "payload": event.payload, "event_id": str(event.pk)}
-	sql.delete_rows(EventSubscription, id__in=[s.pk for s in waiting])
 	# The first few waiting runs advance in this transaction (locked in id order, so two
 	# publishers never wait for each other in a cycle); the rest get a task each.
-	ordered = sorted(waiting, key=lambda s: str(s.run_id))
+	ordered = sorted(waiting, key=lambda s: str(s[1]))
 	later = ordered[INLINE_EVENT_DELIVERIES:]
 	for subscription in ordered[:INLINE_EVENT_DELIVERIES]:
+		_, run_id, step_key = subscription
 		try:
 			with transaction.atomic():
-				advance(subscription.run_id, core.EventReceived(subscription.key, body))
+				advance(run_id, core.EventReceived(step_key, body))
 		except Exception as exc:  # noqa: BLE001 - one run's failure must not lose the event for others
-			_log_inline_delivery_failed(subscription.run_id, exc)
+			_log_inline_delivery_failed(run_id, exc)
 			later.append(subscription)
-	targets = [(str(s.run_id), happening_to_dict(core.EventReceived(s.key, body))) for s in later]
+	targets = [(str(run_id), happening_to_dict(core.EventReceived(k, body))) for _, run_id, k in later]
 
 	def deliver() -> None:
 		from workflows.engine.effects import run_later
