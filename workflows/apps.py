@@ -10,3 +10,6 @@ class WorkflowsConfig(AppConfig):
 
 	def ready(self) -> None:
 		from workflows import checks  # noqa: F401  (registers system checks)
+		from workflows.rows import cache_long_statements
+
+		cache_long_statements()

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tests.engine.harness import linear, node, task
@@ -143,3 +143,19 @@ def test_a_timer_is_taken_once_and_only_when_due(
 
 	assert (early, other, taken, again) == (False, False, True, False)
 	assert not Timer.objects._unfiltered().filter(run=run).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="psycopg's statement cache (PostgreSQL)")
+def test_psycopg_parses_a_long_statement_once() -> None:
+	from psycopg import _queries
+
+	# More parameters than psycopg caches by default (50): a transition's writes have 60 to 200.
+	sql_text = "SELECT " + ", ".join(["%s::int"] * 120)
+	before = _queries._query2pg_client.cache_info()
+	with connection.cursor() as cursor:
+		for _ in range(3):
+			cursor.execute(sql_text, list(range(120)))
+			assert cursor.fetchone() == tuple(range(120))
+	after = _queries._query2pg_client.cache_info()
+
+	assert after.hits - before.hits >= 2
