@@ -159,3 +159,20 @@ def test_psycopg_parses_a_long_statement_once() -> None:
 	after = _queries._query2pg_client.cache_info()
 
 	assert after.hits - before.hits >= 2
+
+
+def test_timers_cancelled_with_a_transition_are_gone_and_others_stay(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	run = settle(run_start, actor=owner, workflow=publish(linear(node("nap", "wait", duration="PT1H"))))
+	(nap,) = Timer.objects._unfiltered().filter(run=run)
+	other = Timer(tenant_id=run.tenant_id, run=run, key="root:other", purpose="wait", fire_at=nap.fire_at)
+
+	with transaction.atomic():
+		writes = sql.Writes()
+		writes.insert(Timer, [other], replace=("run", "key", "purpose"))
+		writes.delete(Timer, run=run.pk, key__in=["root:nap"])
+		writes.delete(Timer, run=run.pk, key__in=[])  # nothing to delete: no statement
+		writes.send()
+
+	assert list(Timer.objects._unfiltered().filter(run=run).values_list("key", flat=True)) == ["root:other"]

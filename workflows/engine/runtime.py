@@ -229,6 +229,7 @@ class _Applier:
 		self.dispatches: list[core.Dispatch] = []
 		self.events: list[RunEvent] = []
 		self.timers: dict[tuple[str, str], Timer] = {}
+		self.cancelled_timers: set[str] = set()
 		self.after_commit: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 		self.queue: list[Happening] = []
 
@@ -279,6 +280,11 @@ class _Applier:
 				)
 			case core.StartTimer():
 				# Written with the transition, replacing a timer of the same step and purpose.
+				if command.key in self.cancelled_timers:
+					# Cancelled, then started again: the delete goes first (the writes of one
+					# statement must not touch the same rows).
+					self.cancelled_timers.discard(command.key)
+					sql.delete_rows(Timer, run=self.run.pk, key=command.key)
 				self.timers[(command.key, command.purpose)] = Timer(
 					tenant_id=self.run.tenant_id,
 					run=self.run,
@@ -298,7 +304,7 @@ class _Applier:
 			case core.CancelTimers():
 				for started in [t for t in self.timers if t[0] == command.key]:
 					del self.timers[started]
-				sql.delete_rows(Timer, run=self.run.pk, key=command.key)
+				self.cancelled_timers.add(command.key)
 			case core.Subscribe():
 				self.subscribe(command)
 			case core.Unsubscribe():
@@ -467,6 +473,7 @@ class _Applier:
 		self.write_steps(writes)
 		writes.insert(RunEvent, self.events)
 		writes.insert(Timer, list(self.timers.values()), replace=("run", "key", "purpose"))
+		writes.delete(Timer, run=self.run.pk, key__in=sorted(self.cancelled_timers))
 		writes.update(
 			Run,
 			self.run.pk,

@@ -120,6 +120,12 @@ class Writes:
 			sql = _insert_sql(connection.vendor, table, columns, rows, conflict, overwrite)
 			self.statements.append((sql, params[first * len(columns) : (first + rows) * len(columns)]))
 
+	def delete(self, model: type[models.Model], **equal: Any) -> None:
+		"""``DELETE`` as :func:`delete_rows` does, with the other writes (no other part may write those rows)."""
+		statement = _delete_sql(self.connection, model, equal)
+		if statement is not None:
+			self.statements.append(statement)
+
 	def send(self) -> None:
 		"""Execute what was collected (in the caller's transaction) and start over."""
 		statements, self.statements = self.statements, []
@@ -186,6 +192,18 @@ def delete_rows(model: type[models.Model], **equal: Any) -> int:
 	for nothing.
 	"""
 	connection = connections[router.db_for_write(model)]
+	statement = _delete_sql(connection, model, equal)
+	if statement is None:
+		return 0
+	with connection.cursor() as cursor:
+		cursor.execute(*statement)
+		return cursor.rowcount
+
+
+def _delete_sql(
+	connection: Any, model: type[models.Model], equal: dict[str, Any]
+) -> tuple[str, list[Any]] | None:
+	"""The ``DELETE`` of :func:`delete_rows` and its parameters; None when an ``__in`` list is empty."""
 	rows = model_rows(connection, model)
 	fields, column = rows.fields, rows.column
 	where: list[str] = []
@@ -194,6 +212,8 @@ def delete_rows(model: type[models.Model], **equal: Any) -> int:
 		field_name, _, lookup = name.partition("__")
 		field = fields[field_name]
 		if lookup == "in":
+			if not value:
+				return None
 			where.append(f"{column[field_name]} IN ({', '.join(['%s'] * len(value))})")
 			params.extend(field.get_db_prep_value(item, connection) for item in value)
 		else:
@@ -201,12 +221,7 @@ def delete_rows(model: type[models.Model], **equal: Any) -> int:
 			where.append(f"{column[field_name]} = %s")
 			params.append(field.get_db_prep_value(value, connection))
 	assert where, "delete_rows deletes by condition only"
-	if any(not p for n, p in equal.items() if n.endswith("__in")):
-		return 0
-	sql = f"DELETE FROM {rows.table} WHERE {' AND '.join(where)}"  # noqa: S608 - names from model metadata
-	with connection.cursor() as cursor:
-		cursor.execute(sql, params)
-		return cursor.rowcount
+	return f"DELETE FROM {rows.table} WHERE {' AND '.join(where)}", params  # noqa: S608 - names from model metadata
 
 
 def take_timer(run_id: Any, key: str, purpose: str, *, due_by: Any) -> bool:
