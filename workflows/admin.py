@@ -25,6 +25,7 @@ from workflows.models import (
 	Membership,
 	Run,
 	RunEvent,
+	RunTag,
 	Secret,
 	StepRun,
 	Tenant,
@@ -284,6 +285,12 @@ class StepRunAdmin(ReadOnlyTenantAdmin):
 class RunEventAdmin(ReadOnlyTenantAdmin):
 	list_display = ("run", "seq", "type", "step_key", "created_at")
 	list_filter = ("type",)
+
+
+@admin.register(RunTag)
+class RunTagAdmin(ReadOnlyTenantAdmin):
+	list_display = ("tag", "run", "tenant", "created_at")
+	search_fields = ("tag", "run__id")
 
 
 @admin.register(Timer)

@@ -145,6 +145,14 @@ def test_runs_filters_and_ordering_match_rest(gql: Gql, flows: dict[str, Workflo
 	assert run_ids(gql, before=hour_ago) == []
 
 
+def test_runs_by_tag_match_the_whole_tag_exactly_as_rest_does(gql: Gql, flows: dict[str, Workflow]) -> None:
+	lower = start(gql, flows["waits"], tags=["nightly"])
+	start(gql, flows["waits"], tags=["Nightly", "nightly-eu"])
+
+	assert run_ids(gql, tag="nightly") == [lower["id"]]
+	assert run_ids(gql, tag="NIGHTLY") == []
+
+
 def test_a_run_with_its_workflow_version_steps_and_attempts(gql: Gql, flows: dict[str, Workflow]) -> None:
 	run = start(gql, flows["fails"], tags=["t"])
 	gql("mutation($id: ID!) { runRetry(id: $id) { run { id } } }", {"id": run["id"]}).ok()

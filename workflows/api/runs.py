@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection
-from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -46,7 +44,7 @@ from workflows.api.runs_serializers import (
 	TriggerUpdateSerializer,
 	run_list_items,
 )
-from workflows.models import Run, StepRun
+from workflows.models import StepRun
 from workflows.selectors.definitions import workflow_get
 from workflows.selectors.runs import (
 	approval_get,
@@ -54,6 +52,7 @@ from workflows.selectors.runs import (
 	run_events_after,
 	run_get,
 	run_list,
+	run_list_time_field,
 	run_steps,
 	step_get_with_attempts,
 )
@@ -202,32 +201,23 @@ class RunListView(TenantAPIView):
 			tenant=self.tenant,
 			workflow_id=filters.get("workflow"),
 			status=filters.get("status"),
+			tag=filters.get("tag"),
+			ordering=RUN_ORDERINGS[filters["ordering"]],
 		)
-		# The selector filters by workflow and status; the rest narrows its scoped queryset.
+		# The selector filters by workflow, status and tag; the rest narrows its scoped queryset.
+		# A list read through a tag's rows is ordered by their copy of created_at: the time
+		# range and the cursor's position bound it too, so they bound the index range read.
+		when = run_list_time_field(runs)
 		if "version" in filters:
 			runs = runs.filter(version__number=filters["version"])
-		if "tag" in filters:
-			runs = _with_tag(runs, filters["tag"])
 		if "created_after" in filters:
-			runs = runs.filter(created_at__gte=filters["created_after"])
+			runs = runs.filter(**{f"{when}__gte": filters["created_after"]})
 		if "created_before" in filters:
-			runs = runs.filter(created_at__lt=filters["created_before"])
-		paginator = _RunCursor(RUN_ORDERINGS[filters["ordering"]])
-		page = paginator.paginate_queryset(runs.values(*RUN_LIST_VALUES).order_by(), request, view=self)
+			runs = runs.filter(**{f"{when}__lt": filters["created_before"]})
+		paginator = _RunCursor(str(field) for field in runs.query.order_by)
+		values = RUN_LIST_VALUES if when == "created_at" else (*RUN_LIST_VALUES, when)
+		page = paginator.paginate_queryset(runs.values(*values).order_by(), request, view=self)
 		return paginator.get_paginated_response(run_list_items(page or []))
-
-
-def _with_tag(runs: QuerySet[Run], tag: str) -> QuerySet[Run]:
-	"""Runs carrying ``tag``.
-
-	On PostgreSQL a JSON containment (``tags @> '["tag"]'``): its row estimates come from the
-	column's statistics, so a common tag walks the newest runs and stops at a page, and a GIN
-	index on ``tags`` serves a rare one. SQLite has no containment: the quoted value in the
-	JSON text stands in for it (case-insensitive there, as SQLite's LIKE is).
-	"""
-	if connection.vendor == "postgresql":
-		return runs.filter(tags__contains=[tag])
-	return runs.filter(tags__icontains=f'"{tag}"')
 
 
 class RunDetailView(TenantAPIView):

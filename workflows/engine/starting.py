@@ -17,7 +17,7 @@ from django.db import transaction
 from workflows.engine.core import Start
 from workflows.engine.runtime import advance, engine_for
 from workflows.engine.status import ACTIVE_RUN_STATUSES, RunStatus
-from workflows.models import Run, Tenant, User, Workflow, WorkflowVersion
+from workflows.models import Run, RunTag, Tenant, User, Workflow, WorkflowVersion
 from workflows.services.secrets import secret_names
 
 __all__ = ["admit_pending", "create_run", "start_if_admitted"]
@@ -56,6 +56,8 @@ def create_run(
 		parent_run=parent[0] if parent else None,
 		parent_step_key=parent[1] if parent else "",
 	)
+	RunTag.add_for(run)
+	return run
 
 
 def _limits(run: Run) -> tuple[int | None, int | None]:

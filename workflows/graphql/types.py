@@ -157,12 +157,15 @@ def runs_filtered(
 		ordering=str(ordering or RunOrdering.CREATED_AT_DESC),
 	)
 	runs = run_list(
-		actor=actor, tenant=tenant, workflow_id=filters.get("workflow"), status=filters.get("status")
+		actor=actor,
+		tenant=tenant,
+		workflow_id=filters.get("workflow"),
+		status=filters.get("status"),
+		tag=filters.get("tag"),
+		ordering=RUN_ORDERINGS[filters["ordering"]],
 	).select_related("started_by")
 	if "version" in filters:
 		runs = runs.filter(version__number=filters["version"])
-	if "tag" in filters:
-		runs = runs.filter(tags__icontains=f'"{filters["tag"]}"')
 	if "created_after" in filters:
 		runs = runs.filter(created_at__gte=filters["created_after"])
 	if "created_before" in filters:

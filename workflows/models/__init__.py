@@ -15,7 +15,16 @@ from workflows.models.definitions import (
 	WorkflowVersion,
 	empty_definition,
 )
-from workflows.models.engine import Approval, Event, EventSubscription, Run, RunEvent, StepRun, Timer
+from workflows.models.engine import (
+	Approval,
+	Event,
+	EventSubscription,
+	Run,
+	RunEvent,
+	RunTag,
+	StepRun,
+	Timer,
+)
 from workflows.models.secrets import Secret
 from workflows.models.tenancy import ApiToken, Membership, Tenant, User
 from workflows.models.triggers import MissedFirePolicy, Trigger, TriggerKind
@@ -28,6 +37,7 @@ __all__ = [
 	"EventSubscription",
 	"Run",
 	"RunEvent",
+	"RunTag",
 	"StepRun",
 	"Timer",
 	"TenantScopedModel",

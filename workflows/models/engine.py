@@ -16,7 +16,7 @@ from django.utils import timezone
 from workflows.engine.status import RunStatus, StepStatus
 from workflows.models.base import TenantScopedModel
 
-__all__ = ["Approval", "Event", "EventSubscription", "Run", "RunEvent", "StepRun", "Timer"]
+__all__ = ["Approval", "Event", "EventSubscription", "Run", "RunEvent", "RunTag", "StepRun", "Timer"]
 
 
 class Run(TenantScopedModel):
@@ -76,6 +76,41 @@ class Run(TenantScopedModel):
 		from workflows.engine.status import TERMINAL_RUN_STATUSES
 
 		return RunStatus(self.status) in TERMINAL_RUN_STATUSES
+
+
+class RunTag(TenantScopedModel):
+	"""One tag of one run: the run list's tag filter reads these, not ``Run.tags``.
+
+	``created_at`` is the run's own (copied when the row is written), so the index
+	(tenant, tag, created_at, run) holds a tag's runs in the run list's order (newest first,
+	the run id breaking ties): a page of any tag, common or rare, is a range of that index
+	plus a primary key lookup per run. Written with the run (:meth:`add_for`) and never
+	changed, as a run's tags never are; deleting the run deletes them.
+	"""
+
+	# The unique (run, tag) and the tag index serve what these two single-column ones would.
+	tenant = models.ForeignKey("workflows.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+	run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tag_rows", db_index=False)
+	run_id: UUID
+	tag = models.CharField(max_length=50)
+
+	class Meta:
+		constraints: ClassVar = [models.UniqueConstraint(fields=["run", "tag"], name="runtag_unique_run_tag")]
+		indexes: ClassVar = [
+			models.Index(fields=["tenant", "tag", "-created_at", "-run"], name="runtag_tenant_tag_recent"),
+		]
+
+	def __str__(self) -> str:
+		return f"tag {self.tag!r} of run {self.run_id}"
+
+	@classmethod
+	def add_for(cls, run: Run) -> None:
+		"""Write the rows of a run just created, in its transaction (a repeated tag counts once)."""
+		if run.tags:
+			cls.objects.for_tenant(run.tenant).bulk_create(
+				cls(tenant_id=run.tenant_id, run=run, tag=tag, created_at=run.created_at)
+				for tag in dict.fromkeys(run.tags)
+			)
 
 
 class StepRun(TenantScopedModel):
