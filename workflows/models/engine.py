@@ -58,6 +58,11 @@ class Run(TenantScopedModel):
 			models.Index(fields=["tenant", "-created_at"], name="run_tenant_recent"),
 			models.Index(fields=["tenant", "status", "-created_at"], name="run_tenant_status"),
 			models.Index(fields=["tenant", "workflow", "-created_at"], name="run_tenant_workflow"),
+			# A workflow's runs in one status (status=failed&workflow=...): a page read, however
+			# rare the combination (run_tenant_workflow alone reads past the other statuses).
+			models.Index(
+				fields=["tenant", "workflow", "status", "-created_at"], name="run_tenant_workflow_status"
+			),
 			# The run list ordered by priority (ordering=-priority).
 			models.Index(fields=["tenant", "-priority", "-created_at", "-id"], name="run_tenant_priority"),
 			models.Index(
