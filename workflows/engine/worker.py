@@ -194,7 +194,7 @@ def _lookup(values: dict[str, str], name: str) -> str:
 	return values[name]
 
 
-# (field, value) of the claim: the SET part, then the WHERE part.
+# The fields a claim sets (its WHERE part is the id and the status "scheduled").
 _CLAIM_SETS = ("status", "started_at", "lease_expires_at", "worker", "updated_at")
 _CLAIM_SQL: dict[tuple[str, bool], str] = {}
 
