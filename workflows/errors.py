@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +13,8 @@ __all__ = [
 	"PermissionDenied",
 	"ServiceError",
 	"ValidationFailed",
-	"find_nul",
-	"refuse_nul",
+	"find_unstorable",
+	"refuse_unstorable",
 ]
 
 
@@ -63,40 +64,47 @@ class ValidationFailed(ServiceError):
 		return cls([FieldError(pointer, message, hint)], message)
 
 
-def find_nul(value: Any, pointer: str = "") -> str | None:
-	"""The JSON pointer of the first string (or key) containing a NUL character, if any.
+# What PostgreSQL stores in neither text nor JSON: U+0000, and UTF-16 surrogates (which only
+# occur unpaired in a Python string, e.g. from a JSON escape such as "\ud800").
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-	PostgreSQL stores neither text nor JSON with U+0000, so such input is refused up front
-	rather than failing deep inside a write.
+
+def find_unstorable(value: Any, pointer: str = "") -> str | None:
+	"""The JSON pointer of the first string (or key) holding a character the database cannot store.
+
+	Those are NUL (U+0000) and unpaired surrogates (U+D800 to U+DFFF): such input is refused up
+	front rather than failing deep inside a write.
 	"""
 	if isinstance(value, str):
-		return pointer if "\x00" in value else None
+		return pointer if _UNSTORABLE.search(value) else None
 	if isinstance(value, dict):
 		for key, item in value.items():
-			here = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
-			if "\x00" in str(key):
+			# A surrogate in a key is written as its escape: the pointer goes into a JSON answer.
+			name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+			here = f"{pointer}/{name.replace('~', '~0').replace('/', '~1')}"
+			if _UNSTORABLE.search(str(key)):
 				return here
-			found = find_nul(item, here)
+			found = find_unstorable(item, here)
 			if found is not None:
 				return found
 	if isinstance(value, list):
 		for index, item in enumerate(value):
-			found = find_nul(item, f"{pointer}/{index}")
+			found = find_unstorable(item, f"{pointer}/{index}")
 			if found is not None:
 				return found
 	return None
 
 
-def refuse_nul(value: Any, pointer: str) -> None:
-	"""Refuse ``value`` (a string or JSON) when a string in it holds a NUL character.
+def refuse_unstorable(value: Any, pointer: str) -> None:
+	"""Refuse ``value`` (a string or JSON) when a string in it holds a character the database cannot store.
 
 	Raises:
 		ValidationFailed: naming the JSON pointer of the first such string.
 	"""
-	found = find_nul(value, pointer)
+	found = find_unstorable(value, pointer)
 	if found is not None:
 		raise ValidationFailed.single(
 			found or "/",
-			"Text may not contain the NUL character (U+0000).",
+			"Text may not contain the NUL character (U+0000) or an unpaired surrogate (U+D800 to U+DFFF).",
 			"Remove it: the database cannot store it.",
 		)

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from workflows.api.errors import problem
 from workflows.context import tenant_scope
 from workflows.crypto import DecryptionError
-from workflows.errors import Conflict, ValidationFailed, find_nul
+from workflows.errors import Conflict, ValidationFailed, find_unstorable
 from workflows.expressions.errors import format_bytes
 from workflows.models import Trigger
 from workflows.services.triggers import (
@@ -84,9 +84,11 @@ def _parse(body: bytes) -> Any:
 		data = json.loads(body, parse_constant=_no_constants)
 	except RecursionError:
 		raise ValueError("it is nested too deeply") from None
-	where = find_nul(data)
+	where = find_unstorable(data)
 	if where is not None:
-		raise ValueError(f"it contains a NUL character (\\u0000) at {where or '/'}, which cannot be stored")
+		raise ValueError(
+			f"it contains a NUL character (\\u0000) or an unpaired surrogate at {where or '/'}, which cannot be stored"
+		)
 	return data
 
 

@@ -365,8 +365,9 @@ def test_import_errors_say_what_to_fix(tenant: Tenant, owner: User, text: str, m
 _names = st.text(
 	st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40
 ).filter(lambda s: s.strip() != "")
-# Text the database can store: NUL is refused up front (see the test after this one).
-_storable = st.characters(exclude_characters="\x00")
+# Text the database can store: NUL and unpaired surrogates are refused up front (see the test
+# after this one).
+_storable = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
 _json = st.recursive(
 	st.none() | st.booleans() | st.integers() | st.text(_storable, max_size=20),
 	lambda inner: (
@@ -427,6 +428,9 @@ def test_export_import_is_the_identity(
 		({"description": "a\x00b"}, "/description"),
 		({"tags": ["ok", "b\x00d"]}, "/tags/1"),
 		({"definition": linear(value={"k": "v\x00"})}, "/definition/nodes/1/config/values/v/k"),
+		# An unpaired surrogate (what a JSON escape such as "\ud800" decodes to): no UTF-8 for it.
+		({"tags": ["ok", "b\ud800"]}, "/tags/1"),
+		({"definition": linear(value={"k": "\udfff"})}, "/definition/nodes/1/config/values/v/k"),
 	],
 )
 def test_text_the_database_cannot_store_is_refused_naming_the_field(

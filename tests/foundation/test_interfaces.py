@@ -389,7 +389,10 @@ def test_the_admin_lists_every_model_and_execution_records_are_read_only(
 
 @pytest.mark.parametrize(
 	("body", "pointer"),
-	[({"name": "bad\u0000name"}, "/name"), ({"name": "ok", "x": [{"k\u0000": 1}]}, "/x/0/k\u0000")],
+	[
+		({"name": "bad\u0000name"}, "/name"),
+		({"name": "ok", "x": [{"k\u0000": 1}]}, "/x/0/k\u0000"),
+	],
 )
 def test_nul_characters_are_refused_with_a_4xx_not_a_crash(
 	tenant: Tenant,
@@ -403,3 +406,16 @@ def test_nul_characters_are_refused_with_a_4xx_not_a_crash(
 	assert response.status_code == 400
 	assert "NUL character" in response.json()["detail"]
 	assert response["Content-Type"] == "application/problem+json"
+
+
+def test_an_unpaired_surrogate_is_refused_with_a_4xx_not_a_crash(
+	tenant: Tenant, owner: User, token_client: Callable[[User, Tenant], APIClient]
+) -> None:
+	# Valid JSON whose string decodes to a lone UTF-16 surrogate, which no database text can hold.
+	body = '{"name": "bad\\ud800name"}'
+
+	response = token_client(owner, tenant).post("/api/v1/tokens/", body, content_type="application/json")
+
+	assert response.status_code == 400
+	assert "unpaired surrogate" in response.json()["detail"]
+	assert "/name" in response.json()["detail"]

@@ -194,7 +194,15 @@ def test_after_rotation_only_the_new_secret_signs(
 
 @pytest.mark.parametrize(
 	"raw",
-	[b"order=A-17", b"", b'{"order": NaN}', b"\xff\xfe not utf-8", b"[" * 100_000, b'{"order": "A\\u0000B"}'],
+	[
+		b"order=A-17",
+		b"",
+		b'{"order": NaN}',
+		b"\xff\xfe not utf-8",
+		b"[" * 100_000,
+		b'{"order": "A\\u0000B"}',
+		b'{"order": "A\\ud800B"}',
+	],
 )
 def test_a_body_that_is_not_json_gets_400_saying_so(
 	hooked: IssuedTrigger, hook: Hook, tenant: Tenant, raw: bytes

@@ -7,17 +7,20 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from workflows.errors import find_nul
+from workflows.errors import find_unstorable
 
-__all__ = ["StrictJSONParser", "find_nul"]
+__all__ = ["StrictJSONParser", "find_unstorable"]
 
 
 class StrictJSONParser(JSONParser):
-	"""DRF's JSON parser, plus: no NUL characters anywhere (they cannot be stored)."""
+	"""DRF's JSON parser, plus: no NUL characters or unpaired surrogates anywhere (they cannot be stored)."""
 
 	def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
 		data = super().parse(stream, media_type, parser_context)
-		where = find_nul(data)
+		where = find_unstorable(data)
 		if where is not None:
-			raise ParseError(f"The body contains a NUL character (\\u0000) at {where or '/'}; remove it.")
+			raise ParseError(
+				f"The body contains a NUL character (\\u0000) or an unpaired surrogate (\\ud800 to \\udfff) "
+				f"at {where or '/'}; remove it."
+			)
 		return data

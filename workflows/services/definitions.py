@@ -22,7 +22,7 @@ from workflows.dsl import (
 	load_document,
 	validate_definition,
 )
-from workflows.errors import Conflict, FieldError, NotFound, ValidationFailed, refuse_nul
+from workflows.errors import Conflict, FieldError, NotFound, ValidationFailed, refuse_unstorable
 from workflows.models import Tenant, User, Workflow, WorkflowTemplate, WorkflowVersion, empty_definition
 from workflows.models.audit import snapshot
 from workflows.permissions import require
@@ -102,10 +102,10 @@ def _clean_draft(definition: Any, pointer: str = "/definition") -> dict[str, Any
 	return definition
 
 
-def _refuse_nul(**fields: Any) -> None:
+def _refuse_unstorable(**fields: Any) -> None:
 	"""Text the database cannot store (U+0000) is refused, naming the field, before any write."""
 	for name, value in fields.items():
-		refuse_nul(value, f"/{name}")
+		refuse_unstorable(value, f"/{name}")
 
 
 def _field_errors(result: ValidationResult, prefix: str = "/definition") -> list[FieldError]:
@@ -132,7 +132,7 @@ def workflow_create(
 ) -> Workflow:
 	"""Create a workflow whose draft is ``definition`` (default: start wired to end)."""
 	require(actor=actor, tenant=tenant, perm=Perm.WORKFLOW_EDIT)
-	_refuse_nul(name=name, slug=slug, description=description, tags=tags, definition=definition)
+	_refuse_unstorable(name=name, slug=slug, description=description, tags=tags, definition=definition)
 	name = _clean_name(name)
 	slug = _clean_slug(slug, name)
 	draft = _clean_draft(definition if definition is not None else empty_definition())
@@ -194,7 +194,7 @@ def workflow_update(
 	"""
 	tenant = workflow.tenant
 	require(actor=actor, tenant=tenant, perm=Perm.WORKFLOW_EDIT, obj=workflow)
-	_refuse_nul(name=name, slug=slug, description=description, tags=tags, definition=definition)
+	_refuse_unstorable(name=name, slug=slug, description=description, tags=tags, definition=definition)
 	workflow = _locked(workflow)
 	if if_revision is not None and if_revision != workflow.draft_revision:
 		raise Conflict(

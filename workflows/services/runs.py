@@ -27,7 +27,7 @@ from workflows.errors import (
 	PermissionDenied,
 	ServiceError,
 	ValidationFailed,
-	refuse_nul,
+	refuse_unstorable,
 )
 from workflows.models import (
 	Approval,
@@ -128,8 +128,8 @@ def run_start(
 		raise ValidationFailed.single(
 			"/tags", "Tags must be a list of strings of 1 to 50 characters.", 'e.g. ["nightly"]'
 		)
-	refuse_nul(input, "/input")
-	refuse_nul(tags, "/tags")
+	refuse_unstorable(input, "/input")
+	refuse_unstorable(tags, "/tags")
 	pinned = _version(workflow, version)
 	run_input = {} if input is None else input
 	validate_against_schema(run_input, engine_for(pinned).definition.input_schema, pointer="/input")
@@ -396,9 +396,9 @@ def _check_event(type: Any, correlation: Any, payload: Any, *, pointer: str) -> 
 		raise ValidationFailed.single(
 			f"{pointer}/type", "An event needs a type of 1 to 200 characters.", "e.g. 'order.paid'"
 		)
-	refuse_nul(type, f"{pointer}/type")
-	refuse_nul(correlation, f"{pointer}/correlation")
-	refuse_nul(payload, f"{pointer}/payload")
+	refuse_unstorable(type, f"{pointer}/type")
+	refuse_unstorable(correlation, f"{pointer}/correlation")
+	refuse_unstorable(payload, f"{pointer}/payload")
 
 
 def _publish(
