@@ -24,6 +24,16 @@ from workflows.tasks import BROKER_EPOCH_KEY, broker_epoch, fire_timer_task, rea
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
 
 
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+	"""The (step id, queue) messages the engine sends to the broker, recorded instead of sent."""
+	from workflows.engine import effects
+
+	recorded: list[tuple[str, str]] = []
+	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: recorded.extend(steps))
+	return recorded
+
+
 def lost_start(workflow: Workflow, owner: User, capture: Any) -> tuple[Run, StepRun]:
 	"""Start a run whose first step's message is lost (never executed)."""
 	with capture(execute=False):
@@ -218,12 +228,8 @@ def test_a_long_wait_holds_no_lease(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_runs_the_next_steps_on_its_queue_itself_within_its_budget(
-	publish: Callable[..., Workflow], owner: User, settings: Any, monkeypatch: pytest.MonkeyPatch
+	publish: Callable[..., Workflow], owner: User, settings: Any, sent: list[tuple[str, str]]
 ) -> None:
-	from workflows.engine import effects
-
-	sent: list[tuple[str, str]] = []
-	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
 	workflow = publish(linear(task("a"), task("b"), task("c"), task("d")))
 	run = run_start(actor=owner, workflow=workflow)
 	first = StepRun.objects._unfiltered().get(run=run, key="root:a")
@@ -244,12 +250,8 @@ def test_a_worker_runs_the_next_steps_on_its_queue_itself_within_its_budget(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_does_not_keep_steps_meant_for_another_queue(
-	publish: Callable[..., Workflow], owner: User, monkeypatch: pytest.MonkeyPatch
+	publish: Callable[..., Workflow], owner: User, sent: list[tuple[str, str]]
 ) -> None:
-	from workflows.engine import effects
-
-	sent: list[tuple[str, str]] = []
-	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
 	workflow = publish(linear(task("a"), task("fib", "compute.fibonacci", input={"n": 5}, queue="steps.cpu")))
 	run = run_start(actor=owner, workflow=workflow)
 	first = StepRun.objects._unfiltered().get(run=run, key="root:a")
@@ -264,12 +266,8 @@ def test_a_worker_does_not_keep_steps_meant_for_another_queue(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_firing_a_timer_runs_the_step_after_the_wait_itself(
-	publish: Callable[..., Workflow], owner: User, monkeypatch: pytest.MonkeyPatch
+	publish: Callable[..., Workflow], owner: User, sent: list[tuple[str, str]]
 ) -> None:
-	from workflows.engine import effects
-
-	sent: list[tuple[str, str]] = []
-	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
 	workflow = publish(linear(task("a"), node("nap", "wait", duration="PT1H"), task("b")))
 	run = run_start(actor=owner, workflow=workflow)
 	StepExecutor(str(StepRun.objects._unfiltered().get(run=run, key="root:a").pk)).run(queue="steps")
@@ -288,12 +286,8 @@ def test_a_worker_firing_a_timer_runs_the_step_after_the_wait_itself(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_timer_fired_outside_a_worker_sends_the_next_step_to_its_queue(
-	publish: Callable[..., Workflow], owner: User, monkeypatch: pytest.MonkeyPatch
+	publish: Callable[..., Workflow], owner: User, sent: list[tuple[str, str]]
 ) -> None:
-	from workflows.engine import effects
-
-	sent: list[tuple[str, str]] = []
-	monkeypatch.setattr(effects, "dispatch_steps", lambda steps, priority: sent.extend(steps))
 	run = run_start(actor=owner, workflow=publish(linear(node("nap", "wait", duration="PT1H"), task("b"))))
 	Timer.objects._unfiltered().filter(run=run).update(fire_at=timezone.now() - timedelta(seconds=1))
 
