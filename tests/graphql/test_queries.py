@@ -543,3 +543,25 @@ def test_a_bad_nested_argument_is_an_error_on_every_parent(gql: Gql, flows: dict
 		["workflows", "edges", 1, "node", "runs"],
 	]
 	assert {e["extensions"]["errors"][0]["pointer"] for e in reply.errors} == {"/tag"}
+
+
+def test_runs_by_tag_page_through_every_run_in_order(gql: Gql, flows: dict[str, Workflow]) -> None:
+	tagged = [start(gql, flows["waits"], tags=["batch"])["id"] for _ in range(5)]
+	start(gql, flows["waits"], tags=["other"])
+	query = (
+		'query($after: String, $o: RunOrdering) { runs(first: 2, tag: "batch", after: $after, ordering: $o)'
+		" { edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+	)
+
+	def every(ordering: str) -> list[str]:
+		seen: list[str] = []
+		after = None
+		while True:
+			page = gql(query, {"after": after, "o": ordering}).ok()["runs"]
+			seen += [edge["node"]["id"] for edge in page["edges"]]
+			if not page["pageInfo"]["hasNextPage"]:
+				return seen
+			after = page["pageInfo"]["endCursor"]
+
+	assert every("CREATED_AT_DESC") == tagged[::-1]
+	assert every("CREATED_AT") == tagged

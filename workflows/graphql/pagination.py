@@ -49,6 +49,8 @@ class Ordering:
 
 	name: str
 	fields: tuple[str, ...]
+	typed_as: tuple[str, ...] = ()
+	"""The model fields whose types the cursor's values have, where ``fields`` names annotations."""
 
 	def _values(self, row: Model) -> list[Any]:
 		return [_plain(getattr(row, name.lstrip("-"))) for name in self.fields]
@@ -76,7 +78,7 @@ class Ordering:
 				raise ValueError(name)
 			return [
 				cast(Field, model._meta.get_field(field_name.lstrip("-"))).to_python(value)
-				for field_name, value in zip(self.fields, raw, strict=True)
+				for field_name, value in zip(self.typed_as or self.fields, raw, strict=True)
 			]
 		except (ValueError, TypeError, binascii.Error, DjangoValidationError, UnicodeError):
 			raise ValidationFailed.single(

@@ -30,7 +30,7 @@ from workflows.models import (
 	Workflow,
 )
 from workflows.selectors.definitions import workflow_version_list
-from workflows.selectors.runs import run_events_after, run_list, run_steps
+from workflows.selectors.runs import run_events_after, run_list, run_list_time_field, run_steps
 
 __all__ = [
 	"AUDIT_ORDERING",
@@ -166,11 +166,20 @@ def runs_filtered(
 	).select_related("started_by")
 	if "version" in filters:
 		runs = runs.filter(version__number=filters["version"])
+	# A tag on its own is read in its tag rows' index order; bounds and cursors then use their
+	# copy of the run's creation time (the same values), as REST does, so that a later page
+	# is an index range read too.
+	when = run_list_time_field(runs)
 	if "created_after" in filters:
-		runs = runs.filter(created_at__gte=filters["created_after"])
+		runs = runs.filter(**{f"{when}__gte": filters["created_after"]})
 	if "created_before" in filters:
-		runs = runs.filter(created_at__lt=filters["created_before"])
-	return runs, _RUN_ORDERINGS[filters["ordering"]]
+		runs = runs.filter(**{f"{when}__lt": filters["created_before"]})
+	order = _RUN_ORDERINGS[filters["ordering"]]
+	if when != "created_at":
+		order = Ordering(
+			order.name, tuple(f.replace("created_at", when) for f in order.fields), typed_as=order.fields
+		)
+	return runs, order
 
 
 def run_page(info: Any, first: int | None, after: str | None, **filters: Any) -> Page:
