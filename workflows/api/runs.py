@@ -202,18 +202,14 @@ class RunListView(TenantAPIView):
 			workflow_id=filters.get("workflow"),
 			status=filters.get("status"),
 			tag=filters.get("tag"),
+			version=filters.get("version"),
+			created_after=filters.get("created_after"),
+			created_before=filters.get("created_before"),
 			ordering=RUN_ORDERINGS[filters["ordering"]],
 		)
-		# The selector filters by workflow, status and tag; the rest narrows its scoped queryset.
-		# A list read through a tag's rows is ordered by their copy of created_at: the time
-		# range and the cursor's position bound it too, so they bound the index range read.
+		# A list read through a tag's rows is ordered by their copy of created_at: the cursor's
+		# position bounds that field too, so it bounds the index range read.
 		when = run_list_time_field(runs)
-		if "version" in filters:
-			runs = runs.filter(version__number=filters["version"])
-		if "created_after" in filters:
-			runs = runs.filter(**{f"{when}__gte": filters["created_after"]})
-		if "created_before" in filters:
-			runs = runs.filter(**{f"{when}__lt": filters["created_before"]})
 		paginator = _RunCursor(str(field) for field in runs.query.order_by)
 		values = RUN_LIST_VALUES if when == "created_at" else (*RUN_LIST_VALUES, when)
 		page = paginator.paginate_queryset(runs.values(*values).order_by(), request, view=self)

@@ -162,18 +162,15 @@ def runs_filtered(
 		workflow_id=filters.get("workflow"),
 		status=filters.get("status"),
 		tag=filters.get("tag"),
+		version=filters.get("version"),
+		created_after=filters.get("created_after"),
+		created_before=filters.get("created_before"),
 		ordering=RUN_ORDERINGS[filters["ordering"]],
 	).select_related("started_by")
-	if "version" in filters:
-		runs = runs.filter(version__number=filters["version"])
-	# A tag on its own is read in its tag rows' index order; bounds and cursors then use their
-	# copy of the run's creation time (the same values), as REST does, so that a later page
-	# is an index range read too.
+	# A tag on its own is read in its tag rows' index order; cursors then use their copy of
+	# the run's creation time (the same values), as REST does, so that a later page is an
+	# index range read too.
 	when = run_list_time_field(runs)
-	if "created_after" in filters:
-		runs = runs.filter(**{f"{when}__gte": filters["created_after"]})
-	if "created_before" in filters:
-		runs = runs.filter(**{f"{when}__lt": filters["created_before"]})
 	order = _RUN_ORDERINGS[filters["ordering"]]
 	if when != "created_at":
 		order = Ordering(

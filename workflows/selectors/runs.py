@@ -37,6 +37,9 @@ def run_list(
 	workflow_id: Any = None,
 	status: str | None = None,
 	tag: str | None = None,
+	version: int | None = None,
+	created_after: Any = None,
+	created_before: Any = None,
 	ordering: Sequence[str] = ("-created_at", "-id"),
 ) -> QuerySet[Run]:
 	"""The tenant's runs in ``ordering``, with what a list shows of their workflow, version and starter.
@@ -49,7 +52,8 @@ def run_list(
 	:func:`run_list_time_field`). With a status or workflow as well, or ordered by priority,
 	PostgreSQL matches the runs' ``tags`` itself (``tags @> '["tag"]'``), which lets its
 	planner start from a status, workflow or priority index when that is cheaper; SQLite reads
-	the tag rows either way. Both give the same runs.
+	the tag rows either way. Both give the same runs. ``created_after`` (inclusive) and
+	``created_before`` bound the field the list is ordered by, so they bound that range read.
 	"""
 	require(actor=actor, tenant=tenant, perm=Perm.RUN_VIEW)
 	runs = Run.objects.for_tenant(tenant).select_related("workflow", "version", "started_by")
@@ -57,19 +61,26 @@ def run_list(
 		runs = runs.filter(workflow_id=workflow_id)
 	if status:
 		runs = runs.filter(status=status)
-	if tag is None:
-		return runs.order_by(*ordering)
-	if workflow_id is None and not status and ordering[0].lstrip("-") == "created_at":
+	if version is not None:
+		runs = runs.filter(version__number=version)
+	when = "created_at"
+	if tag is not None and workflow_id is None and not status and ordering[0].lstrip("-") == when:
 		# One join row per run (a run's tags are unique). Not joined on created_at as well: the
 		# planner would take the two equalities for independent and expect almost no rows.
-		walk = runs.filter(tag_rows__tenant_id=tenant.pk, tag_rows__tag=tag).annotate(
+		runs = runs.filter(tag_rows__tenant_id=tenant.pk, tag_rows__tag=tag).annotate(
 			tagged_at=F("tag_rows__created_at")
 		)
-		return walk.order_by(*(field.replace("created_at", "tagged_at") for field in ordering))
-	if connection.vendor == "postgresql":
-		return runs.filter(tags__contains=[tag]).order_by(*ordering)
-	tagged = RunTag.objects.for_tenant(tenant).filter(tag=tag).values("run_id")
-	return runs.filter(id__in=tagged).order_by(*ordering)
+		when = "tagged_at"
+		ordering = [field.replace("created_at", when) for field in ordering]
+	elif tag is not None and connection.vendor == "postgresql":
+		runs = runs.filter(tags__contains=[tag])
+	elif tag is not None:
+		runs = runs.filter(id__in=RunTag.objects.for_tenant(tenant).filter(tag=tag).values("run_id"))
+	if created_after is not None:
+		runs = runs.filter(**{f"{when}__gte": created_after})
+	if created_before is not None:
+		runs = runs.filter(**{f"{when}__lt": created_before})
+	return runs.order_by(*ordering)
 
 
 def run_list_time_field(runs: QuerySet[Run]) -> str:
