@@ -185,7 +185,7 @@ def step_ids(run_id: Any, keys: set[str]) -> list[tuple[Any, str, int]]:
 
 
 def delete_rows(model: type[models.Model], **equal: Any) -> int:
-	"""``DELETE`` the rows whose fields equal ``equal`` (``field__in`` for a list), now; how many.
+	"""``DELETE`` the rows whose fields equal ``equal`` (``field__in`` for a list, ``field__lte``), now; how many.
 
 	For models nothing cascades from and no signal watches (timers, subscriptions): the
 	ORM's ``delete()`` would first collect what depends on the rows, a query and much Python
@@ -217,8 +217,8 @@ def _delete_sql(
 			where.append(f"{column[field_name]} IN ({', '.join(['%s'] * len(value))})")
 			params.extend(field.get_db_prep_value(item, connection) for item in value)
 		else:
-			assert not lookup, f"only equality and __in: {name}"
-			where.append(f"{column[field_name]} = %s")
+			assert lookup in ("", "lte"), f"only equality, __lte and __in: {name}"
+			where.append(f"{column[field_name]} {'<=' if lookup else '='} %s")
 			params.append(field.get_db_prep_value(value, connection))
 	assert where, "delete_rows deletes by condition only"
 	return f"DELETE FROM {rows.table} WHERE {' AND '.join(where)}", params  # noqa: S608 - names from model metadata
@@ -232,22 +232,7 @@ def take_timer(run_id: Any, key: str, purpose: str, *, due_by: Any) -> bool:
 	"""
 	from workflows.models import Timer
 
-	connection = connections[router.db_for_write(Timer)]
-	rows = model_rows(connection, Timer)
-	fields, column = rows.fields, rows.column
-	sql = (
-		f"DELETE FROM {rows.table} WHERE {column['run']} = %s AND {column['key']} = %s "  # noqa: S608 - names from model metadata
-		f"AND {column['purpose']} = %s AND {column['fire_at']} <= %s"
-	)
-	params = [
-		fields["run"].get_db_prep_value(run_id, connection),
-		key,
-		purpose,
-		fields["fire_at"].get_db_prep_value(due_by, connection),
-	]
-	with connection.cursor() as cursor:
-		cursor.execute(sql, params)
-		return cursor.rowcount > 0
+	return delete_rows(Timer, run=run_id, key=key, purpose=purpose, fire_at__lte=due_by) > 0
 
 
 def take_subscriptions(tenant_id: Any, event_type: str, correlation: str) -> list[tuple[Any, Any, str]]:
