@@ -73,23 +73,27 @@ def find_unstorable(value: Any, pointer: str = "") -> str | None:
 	"""The JSON pointer of the first string (or key) holding a character the database cannot store.
 
 	Those are NUL (U+0000) and unpaired surrogates (U+D800 to U+DFFF): such input is refused up
-	front rather than failing deep inside a write.
+	front rather than failing deep inside a write. A surrogate in a key is written as its
+	escape in the pointer, which goes into a JSON answer.
 	"""
+	found = _find_unstorable(value, pointer)
+	return None if found is None else found.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _find_unstorable(value: Any, pointer: str) -> str | None:
 	if isinstance(value, str):
 		return pointer if _UNSTORABLE.search(value) else None
 	if isinstance(value, dict):
 		for key, item in value.items():
-			# A surrogate in a key is written as its escape: the pointer goes into a JSON answer.
-			name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
-			here = f"{pointer}/{name.replace('~', '~0').replace('/', '~1')}"
+			here = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
 			if _UNSTORABLE.search(str(key)):
 				return here
-			found = find_unstorable(item, here)
+			found = _find_unstorable(item, here)
 			if found is not None:
 				return found
 	if isinstance(value, list):
 		for index, item in enumerate(value):
-			found = find_unstorable(item, f"{pointer}/{index}")
+			found = _find_unstorable(item, f"{pointer}/{index}")
 			if found is not None:
 				return found
 	return None
