@@ -112,8 +112,10 @@ class Writes:
 			obj._state.db = connection.alias
 		columns, table = rows_of.columns, rows_of.table
 		conflict = tuple(rows_of.column[name] for name in replace)
-		kept = {*conflict, rows_of.column[model._meta.pk.name]}
-		overwrite = tuple(c for c in columns if c not in kept) if replace else ()
+		overwrite: tuple[str, ...] = ()
+		if replace:  # every column but the conflict's and the primary key's is overwritten
+			kept = {*conflict, rows_of.column[model._meta.pk.name]}
+			overwrite = tuple(c for c in columns if c not in kept)
 		per_statement = max(1, _max_params(connection) // len(columns))
 		for first in range(0, len(objs), per_statement):
 			rows = min(per_statement, len(objs) - first)
