@@ -54,11 +54,26 @@ async def test_events_reach_the_run_and_tenant_groups_over_redis_in_order() -> N
 @pytest.mark.usefixtures("redis_configured")
 def test_a_flood_past_the_backlog_cap_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
 	publisher = LivePublisher(max_pending=5)
-	loop = publisher._running_loop()
-	# Hold the sender: messages pile up while its loop is blocked.
-	gate = threading.Event()
-	loop.call_soon_threadsafe(gate.wait)
+	# Hold the sender in its first delivery: messages pile up behind it.
+	gate, holding = threading.Event(), threading.Event()
+	delivered: list[int] = []
+	real = publisher.deliverer
+
+	def held(layer: Any) -> Any:
+		deliver = real(layer)
+
+		def deliver_after_gate(batch: list[tuple[str, dict[str, Any]]]) -> None:
+			holding.set()
+			gate.wait(5)
+			delivered.extend(e["seq"] for _, m in batch for e in m["events"])
+			deliver(batch)
+
+		return deliver_after_gate
+
+	publisher.deliverer = held  # type: ignore[method-assign]
 	group = f"run.{uuid.uuid4()}"
+	publisher.send(group, {"type": "run.events", "events": [{"seq": -1}]})
+	assert holding.wait(5)
 	for seq in range(12):
 		publisher.send(group, {"type": "run.events", "events": [{"seq": seq}]})
 	pending = [m["events"][0]["seq"] for _, m in publisher._pending]
@@ -66,7 +81,60 @@ def test_a_flood_past_the_backlog_cap_drops_the_oldest_and_says_so(caplog: pytes
 
 	assert pending == [7, 8, 9, 10, 11]
 	assert publisher.flush(timeout=5)
+	assert delivered == [-1, 7, 8, 9, 10, 11]
 	assert "dropped 7 live-event message(s)" in caplog.text
+
+
+def test_an_unreachable_redis_loses_live_events_with_a_warning_and_keeps_the_engine_going(
+	settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+	from channels.layers import channel_layers
+
+	from config.settings.base import redis_channel_layer
+
+	settings.CHANNEL_LAYERS = {"default": redis_channel_layer("redis://127.0.0.1:1/0")}
+	channel_layers.backends.clear()
+	try:
+		publisher = LivePublisher()
+		publisher.send("run.gone", {"type": "run.events", "events": [{"seq": 1}]})
+		assert publisher.flush(timeout=10)
+	finally:
+		channel_layers.backends.clear()
+
+	assert "could not publish live events to run.gone" in caplog.text
+
+
+@pytest.mark.usefixtures("redis_configured")
+def test_a_layer_of_several_redis_servers_gets_its_own_group_send(settings: Any) -> None:
+	from channels.layers import channel_layers
+
+	from config.settings.base import redis_channel_layer
+
+	layer_config = redis_channel_layer(settings.REDIS_URL)
+	address = layer_config["CONFIG"]["hosts"][0]["address"]
+	layer_config["CONFIG"]["hosts"] = [{"address": address}, {"address": address}]  # two shards
+	settings.CHANNEL_LAYERS = {"default": layer_config}
+	channel_layers.backends.clear()
+	try:
+		publisher = LivePublisher()
+		layer = get_channel_layer()
+		assert layer is not None
+		assert publisher.deliverer(layer).__name__ == "group_send"
+		group = f"run.{uuid.uuid4()}"
+
+		async def receive_one() -> dict[str, Any]:
+			channel = await layer.new_channel()
+			await layer.group_add(group, channel)
+			await asyncio.to_thread(publisher.send, group, {"type": "run.events", "events": [{"seq": 5}]})
+			return await asyncio.wait_for(layer.receive(channel), timeout=5)
+
+		from asgiref.sync import async_to_sync
+
+		message = async_to_sync(receive_one)()
+	finally:
+		channel_layers.backends.clear()
+
+	assert message == {"type": "run.events", "events": [{"seq": 5}]}
 
 
 def test_consecutive_messages_of_a_group_are_sent_as_one() -> None:

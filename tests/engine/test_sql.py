@@ -176,3 +176,70 @@ def test_timers_cancelled_with_a_transition_are_gone_and_others_stay(
 		writes.send()
 
 	assert list(Timer.objects._unfiltered().filter(run=run).values_list("key", flat=True)) == ["root:other"]
+
+
+def _other_connection() -> Any:
+	"""A second connection to the test database: sees only what is committed."""
+	import psycopg
+
+	params = connection.settings_dict
+	return psycopg.connect(
+		host=params["HOST"] or "127.0.0.1",
+		port=params["PORT"] or 5432,
+		user=params["USER"],
+		password=params["PASSWORD"] or None,
+		dbname=params["NAME"],
+		autocommit=True,
+	)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres_only")
+def test_writes_sent_with_the_commit_are_committed_then_and_on_commit_callbacks_still_run(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	workflow = publish(linear(task("a")))
+	run = settle(run_start, actor=owner, workflow=workflow)
+	ran: list[str] = []
+
+	with _other_connection() as other, transaction.atomic():
+		writes = sql.Writes()
+		writes.update(Run, run.pk, {"priority": 7})
+		writes.send(commit=True)
+		transaction.on_commit(lambda: ran.append("after commit"))
+		seen = other.execute("SELECT priority FROM workflows_run WHERE id = %s", [run.pk]).fetchone()
+		assert ran == []
+
+	assert seen == (7,)  # committed before the atomic block ended
+	assert ran == ["after commit"]
+	assert Run.objects._unfiltered().get(pk=run.pk).priority == 7  # the connection goes on
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres_only")
+def test_a_commit_that_fails_with_the_writes_raises_and_keeps_nothing(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	from django.db import IntegrityError
+
+	from workflows.models.base import uuid7
+
+	workflow = publish(linear(task("a")))
+	run = settle(run_start, actor=owner, workflow=workflow)
+	ran: list[str] = []
+	orphan = RunEvent(tenant_id=run.tenant_id, run_id=uuid7(), seq=1, type="note", data={})
+
+	def transition() -> None:
+		with transaction.atomic():
+			writes = sql.Writes()
+			writes.update(Run, run.pk, {"priority": 7})
+			writes.insert(RunEvent, [orphan])  # its run does not exist: the deferred check fails at COMMIT
+			writes.send(commit=True)
+			transaction.on_commit(lambda: ran.append("after commit"))
+
+	with pytest.raises(IntegrityError):
+		transition()
+
+	assert Run.objects._unfiltered().get(pk=run.pk).priority != 7
+	assert not RunEvent.objects._unfiltered().filter(pk=orphan.pk).exists()
+	assert ran == []

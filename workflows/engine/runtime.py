@@ -187,6 +187,8 @@ def advance(
 	:attr:`AdvanceResult.continued`; a worker that dies before finishing it leaves a lease
 	that expires, like any other.
 	"""
+	# A transaction of its own (not the caller's) is committed with the transition's writes.
+	own_transaction = not transaction.get_connection().in_atomic_block
 	with transaction.atomic(savepoint=False):
 		if created is not None:
 			assert str(created.pk) == str(run_id), "created must be the run being advanced"
@@ -201,7 +203,7 @@ def advance(
 		if recording is not None and (recording.key, recording.attempt) not in applier.steps:
 			assert isinstance(happening, core.StepSucceeded | core.StepFailed), happening
 			applier.close_stale_step(recording, happening)
-		applier.flush()
+		applier.flush(commit=own_transaction)
 		return applier.result
 
 
@@ -466,7 +468,11 @@ class _Applier:
 
 	# -- writing ---------------------------------------------------------------------------------
 
-	def flush(self) -> None:
+	def flush(self, *, commit: bool = False) -> None:
+		"""Write the transition (one statement on PostgreSQL) and queue its side effects for after the commit.
+
+		``commit``: the transaction is :func:`advance`'s own, and ends with the writes.
+		"""
 		if self.result.applied == 0:
 			return
 		writes = sql.Writes()
@@ -488,8 +494,8 @@ class _Applier:
 				"updated_at": timezone.now(),
 			},
 		)
-		writes.send()
-		webhook_ids = webhooks.record_deliveries(run=self.run, events=self.events)
+		webhook_ids = webhooks.record_deliveries(run=self.run, events=self.events, writes=writes)
+		writes.send(commit=commit)
 		run_id, tenant_id = str(self.run.pk), str(self.run.tenant_id)
 		dispatch_ids = self.dispatch_ids
 		events = [(e.seq, e.type, e.step_key, e.data) for e in self.events]

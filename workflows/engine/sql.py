@@ -13,6 +13,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connections, models, router
+from psycopg.pq import TransactionStatus
 
 from workflows.models import Run
 from workflows.rows import model_rows
@@ -128,22 +129,37 @@ class Writes:
 		if statement is not None:
 			self.statements.append(statement)
 
-	def send(self) -> None:
-		"""Execute what was collected (in the caller's transaction) and start over."""
+	def send(self, *, commit: bool = False) -> None:
+		"""Execute what was collected (in the caller's transaction) and start over.
+
+		``commit``: the caller's transaction ends here: on PostgreSQL the ``COMMIT`` goes in
+		the same round trip as the last statement (``...; COMMIT``, one simple query: a failing
+		statement skips it, and a ``COMMIT`` that fails, on a deferred constraint, raises here
+		with everything rolled back). The caller must be the outermost ``atomic`` block and
+		write nothing more: Django's own commit at its end then finds no transaction open and
+		only runs the ``on_commit`` callbacks. Elsewhere Django commits as usual.
+		"""
 		statements, self.statements = self.statements, []
-		with self.connection.cursor() as cursor:
-			if self.connection.vendor != "postgresql":
+		connection = self.connection
+		with connection.cursor() as cursor:
+			if connection.vendor != "postgresql":
 				for sql, params in statements:
 					cursor.execute(sql, params)
 				return
-			limit = _max_params(self.connection)
+			assert not commit or len(connection.atomic_blocks) == 1, (
+				"commit ends the outermost atomic block only"
+			)
+			limit = _max_params(connection)
 			while statements:
 				parts, params = [], []
 				while statements and (not parts or len(params) + len(statements[0][1]) <= limit):
 					sql, values = statements.pop(0)
 					parts.append(f"w{len(parts)} AS ({sql})")
 					params.extend(values)
-				cursor.execute(f"WITH {', '.join(parts)} SELECT 1", params)
+				last = commit and not statements
+				cursor.execute(f"WITH {', '.join(parts)} SELECT 1{'; COMMIT' if last else ''}", params)
+		if commit:
+			assert connection.connection.info.transaction_status == TransactionStatus.IDLE, "committed"
 
 
 def _max_params(connection: Any) -> int:

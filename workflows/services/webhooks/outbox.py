@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,6 +26,9 @@ from django.utils import timezone
 
 from workflows.models import Run, RunEvent, WebhookDelivery, WebhookSubscription, WorkflowVersion
 from workflows.models.webhooks import WEBHOOK_EVENT_TYPES, event_type_matches
+
+if TYPE_CHECKING:
+	from workflows.engine.sql import Writes
 
 __all__ = ["MAX_VALUE_BYTES", "dispatch_deliveries", "forget_subscriptions", "record_deliveries"]
 
@@ -197,8 +200,11 @@ def _payload(run: Run, event: RunEvent, workflow: tuple[int, str]) -> dict[str, 
 	}
 
 
-def record_deliveries(*, run: Run, events: Sequence[RunEvent]) -> list[str]:
+def record_deliveries(*, run: Run, events: Sequence[RunEvent], writes: Writes | None = None) -> list[str]:
 	"""Insert a pending delivery per event and matching subscription, in the caller's transaction.
+
+	With ``writes`` (the engine's transition) the rows are added to those writes instead of
+	inserted at once.
 
 	Called by the engine right after it inserts a transition's run events. With no
 	subscription in the tenant it reads nothing (after the first call in a few seconds) and
@@ -240,7 +246,10 @@ def record_deliveries(*, run: Run, events: Sequence[RunEvent]) -> list[str]:
 		)
 	if not rows:
 		return []
-	WebhookDelivery.objects.for_tenant(run.tenant).bulk_create(rows)
+	if writes is not None:
+		writes.insert(WebhookDelivery, rows)
+	else:
+		WebhookDelivery.objects.for_tenant(run.tenant).bulk_create(rows)
 	return [str(row.pk) for row in rows]
 
 
