@@ -73,6 +73,7 @@ class Client:
 	port: int
 	tenant: str
 	watcher: bool
+	batch: bool = True
 
 
 # --- clients (their own processes) --------------------------------------------------------------------
@@ -159,7 +160,10 @@ async def _tenant_client(client: Client, deadline: Deadline, received: Received,
 	# Spread the connects a little: 400 handshakes at once only measure the accept queue.
 	await asyncio.sleep(random.random() * 5)
 	try:
-		async with websockets.connect(f"ws://127.0.0.1:{client.port}/ws/tenant/", **_headers(client)) as ws:
+		query = "?batch=1" if client.batch else ""
+		async with websockets.connect(
+			f"ws://127.0.0.1:{client.port}/ws/tenant/{query}", **_headers(client)
+		) as ws:
 			await counted()
 			while time.time() < deadline.at:
 				try:
@@ -167,17 +171,21 @@ async def _tenant_client(client: Client, deadline: Deadline, received: Received,
 				except TimeoutError:
 					continue
 				arrived = time.time()
-				message = json.loads(raw)
-				if message.get("type") != "event":
-					continue
-				event = message["event"]
-				if event["type"] == PROBE:
-					received.probes.append(arrived - event["data"]["sent"])
-				elif event["type"] == MEASURED:
-					received.steps.append((event["run"], event["seq"], arrived, "tenant"))
+				for event in _events(json.loads(raw)):
+					if event["type"] == PROBE:
+						received.probes.append(arrived - event["data"]["sent"])
+					elif event["type"] == MEASURED:
+						received.steps.append((event["run"], event["seq"], arrived, "tenant"))
 	except Exception as exc:  # noqa: BLE001 - reported with the figures
 		received.failures.append(f"tenant client: {exc!r}")
 		await counted()
+
+
+def _events(message: dict[str, Any]) -> list[dict[str, Any]]:
+	"""The run events in a message: one (``event``) or a transition's (``events``, batch mode)."""
+	if message.get("type") == "events":
+		return message["events"]
+	return [message["event"]] if message.get("type") == "event" else []
 
 
 async def _run_watcher(client: Client, redis_url: str, deadline: Deadline, received: Received) -> None:
@@ -194,7 +202,8 @@ async def _run_watcher(client: Client, redis_url: str, deadline: Deadline, recei
 			run_id = value.decode() if isinstance(value, bytes) else str(value)
 			try:
 				async with websockets.connect(
-					f"ws://127.0.0.1:{client.port}/ws/runs/{run_id}/?after=0", **_headers(client)
+					f"ws://127.0.0.1:{client.port}/ws/runs/{run_id}/?after=0{'&batch=1' if client.batch else ''}",
+					**_headers(client),
 				) as ws:
 					live = False
 					while time.time() < deadline.at:
@@ -206,10 +215,11 @@ async def _run_watcher(client: Client, redis_url: str, deadline: Deadline, recei
 							if message["status"] in ("succeeded", "failed", "cancelled"):
 								break
 							continue
-						event = message["event"]
-						if live and event["type"] == MEASURED:
-							received.steps.append((event["run"], event["seq"], arrived, "run"))
-						if event["type"] in ("run.succeeded", "run.failed", "run.cancelled"):
+						events = _events(message)
+						for event in events:
+							if live and event["type"] == MEASURED:
+								received.steps.append((event["run"], event["seq"], arrived, "run"))
+						if any(e["type"] in ("run.succeeded", "run.failed", "run.cancelled") for e in events):
 							break
 			except Exception as exc:  # noqa: BLE001 - reported with the figures
 				received.failures.append(f"run watcher: {exc!r}")
@@ -319,6 +329,13 @@ def main() -> None:
 	)
 	parser.add_argument("--servers", type=int, default=2, help="Daphne processes (default 2)")
 	parser.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
+	parser.add_argument(
+		"--frames",
+		choices=("batch", "event"),
+		default="batch",
+		help="batch: the clients ask for ?batch=1, a transition's events in one frame, as the "
+		"dashboard does (default); event: one frame per event",
+	)
 	parser.add_argument("--keep-logs", action="store_true", help="keep the logs (their folder is printed)")
 	args = parser.parse_args()
 
@@ -346,7 +363,15 @@ def main() -> None:
 		k = i % len(tenants)
 		with tenant_scope(tenants[k]):
 			raw = api_token_create(actor=owners[k], tenant=tenants[k], name=f"ws-{i}").raw
-		clients.append(Client(raw, BASE_PORT + i % args.servers, str(tenants[k].pk), i < args.run_watchers))
+		clients.append(
+			Client(
+				raw,
+				BASE_PORT + i % args.servers,
+				str(tenants[k].pk),
+				i < args.run_watchers,
+				batch=args.frames == "batch",
+			)
+		)
 	busy = [p for p in range(BASE_PORT, BASE_PORT + args.servers) if not port_free(p)]
 	if busy:
 		raise SystemExit(f"ports {busy} are in use: is another run of this benchmark going on?")
@@ -356,7 +381,8 @@ def main() -> None:
 		f"ws_latency: {args.clients} clients ({args.clients - args.run_watchers} tenant streams over "
 		f"{args.tenants} tenants, {args.run_watchers} run watchers x{args.watch_per_run} per run), "
 		f"{args.rate}/s runs of {args.steps} noop steps for {args.duration:.0f} s; worker {spec.describe()}; "
-		f"{args.servers} daphne processes; {os.cpu_count()} cores, load average {common.load_average()}"
+		f"{args.servers} daphne processes; frames: {args.frames}; {os.cpu_count()} cores, "
+		f"load average {common.load_average()}"
 	)
 	with common.Cluster(env, [spec]) as cluster, Servers(env, args.servers, base_port=BASE_PORT):
 		setup_allowance = 120.0

@@ -40,8 +40,33 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 	``database_sync_to_async``, which closes stale connections itself, in its thread.
 	"""
 
+	# Events in one frame at most, in batch mode (a replay is sent in frames of this many).
+	BATCH_LIMIT = 500
+
 	async def dispatch(self, message: dict[str, Any]) -> None:
 		await getattr(self, get_handler_name(message))(message)
+
+	def _batch_mode(self) -> bool:
+		"""``?batch=1``: events go out together, one frame per message published (see docs/websocket.md).
+
+		Raises :class:`ValueError` with what to send instead for a value that is not a switch.
+		"""
+		from urllib.parse import parse_qs
+
+		values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("batch")
+		value = values[0].lower() if values else "0"
+		if value not in _SWITCH:
+			raise ValueError(f"batch={values[0] if values else ''} is not a switch: pass batch=1 or batch=0.")
+		return _SWITCH[value]
+
+	async def _refuse_query(self, detail: str) -> None:
+		"""Accept, say what is wrong with the URL's query, and close with 4400."""
+		await self.accept(subprotocol=self._subprotocol())
+		await self.send_json({"type": "error", "detail": detail})
+		await self.close(code=4400)
+
+	def _subprotocol(self) -> str | None:
+		return "apg.v1" if "apg.v1" in self.scope.get("subprotocols", []) else None
 
 
 class TenantEventsConsumer(LiveConsumer):
@@ -91,11 +116,11 @@ class TenantEventsConsumer(LiveConsumer):
 		self.window: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
 		self.run_ids: dict[str, bytes] = {}
 		try:
+			# Event texts waiting for their frame in batch mode; None sends each at once.
+			self.batch: list[str] | None = [] if self._batch_mode() else None
 			cursor = _cursor_param(self.scope.get("query_string", b""))
-		except CursorError as exc:
-			await self.accept(subprotocol=self._subprotocol())
-			await self.send_json({"type": "error", "detail": str(exc)})
-			await self.close(code=4400)
+		except ValueError as exc:  # CursorError included
+			await self._refuse_query(str(exc))
 			return
 		now = _now_ms()
 		reset = cursor is not None and cursor.horizon < now - int(self.MAX_RESUME_AGE * 1000)
@@ -123,6 +148,7 @@ class TenantEventsConsumer(LiveConsumer):
 			await self.send_json({"type": "reset", "detail": RESET_DETAIL})
 		for event, created in _per_run_order(backlog):
 			await self._deliver(event, created, fill_unknown=False)
+		await self._send_batch()
 		self._log_connected(resumed=cursor is not None and not reset, replayed=len(backlog))
 		await self.send_json({"type": "caught_up", "cursor": self._cursor()})
 
@@ -151,8 +177,11 @@ class TenantEventsConsumer(LiveConsumer):
 		for event in message["events"]:
 			if "run" in event and "seq" in event:
 				await self._deliver(event, bound, fill_unknown=True)
+			elif self.batch is not None:
+				self.batch.append(_event_json(event))
 			else:
 				await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
+		await self._send_batch()
 
 	# -- delivery ----------------------------------------------------------------------------
 
@@ -189,10 +218,23 @@ class TenantEventsConsumer(LiveConsumer):
 				self.run_ids.pop(forgotten, None)
 		self.window[run] = (created, self._entry(run, seq))
 		self.window.move_to_end(run)
+		if self.batch is not None:
+			self.batch.append(_event_json(event))
+			if len(self.batch) >= self.BATCH_LIMIT:
+				await self._send_batch()
+			return
 		# The cursor is URL-safe base64: nothing in it needs escaping in a JSON string.
 		await self.send(
 			text_data=f'{{"type": "event", "event": {_event_json(event)}, "cursor": "{self._cursor()}"}}'
 		)
+
+	async def _send_batch(self) -> None:
+		"""Batch mode: send the events gathered as one frame, with the cursor after the last."""
+		if self.batch:
+			events, self.batch = self.batch, []
+			await self.send(
+				text_data=f'{{"type": "events", "events": [{", ".join(events)}], "cursor": "{self._cursor()}"}}'
+			)
 
 	def _horizon(self) -> int:
 		return max(self.floor, _now_ms() - int(self.WINDOW * 1000))
@@ -398,13 +440,18 @@ class RunEventsConsumer(LiveConsumer):
 			await self.close(code=4404)
 			return
 		self.run = run
+		try:
+			self.batch: list[str] | None = [] if self._batch_mode() else None
+		except ValueError as exc:
+			await self._refuse_query(str(exc))
+			return
 		self.last_seq = _after(self.scope.get("query_string", b""))
 		self.group = run_group(run.pk)
 		await self.channel_layer.group_add(self.group, self.channel_name)
-		subprotocol = "apg.v1" if "apg.v1" in self.scope.get("subprotocols", []) else None
-		await self.accept(subprotocol=subprotocol)
+		await self.accept(subprotocol=self._subprotocol())
 		for event in await self._backlog(self.last_seq):
 			await self._send_event(event)
+		await self._send_batch()
 		await self.send_json({"type": "caught_up", "seq": self.last_seq, "status": await self._status()})
 
 	async def disconnect(self, code: int) -> None:
@@ -427,10 +474,22 @@ class RunEventsConsumer(LiveConsumer):
 				for missing in await self._between(self.last_seq, seq):
 					await self._send_event(missing)
 			await self._send_event(event)
+		await self._send_batch()
 
 	async def _send_event(self, event: dict[str, Any]) -> None:
 		self.last_seq = max(self.last_seq, event["seq"])
+		if self.batch is not None:
+			self.batch.append(_event_json(event))
+			if len(self.batch) >= self.BATCH_LIMIT:
+				await self._send_batch()
+			return
 		await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
+
+	async def _send_batch(self) -> None:
+		"""Batch mode: send the events gathered as one frame."""
+		if self.batch:
+			events, self.batch = self.batch, []
+			await self.send(text_data=f'{{"type": "events", "events": [{", ".join(events)}]}}')
 
 	@database_sync_to_async
 	def _run(self, user: Any, tenant: Any, run_id: Any) -> Any:
@@ -463,6 +522,9 @@ class RunEventsConsumer(LiveConsumer):
 	def _status(self) -> str:
 		self.run.refresh_from_db(fields=["status"])
 		return self.run.status
+
+
+_SWITCH = {"1": True, "true": True, "0": False, "false": False}
 
 
 def _after(query_string: bytes) -> int:

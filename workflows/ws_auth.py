@@ -7,16 +7,24 @@ string are refused on purpose: URLs end up in proxy and access logs.
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.sessions import CookieMiddleware
+from django.conf import settings
 
 from workflows.authentication import parse_bearer, token_user
 from workflows.selectors.tenancy import ACTIVE_TENANT_SESSION_KEY, tenant_list_for_user
 
-__all__ = ["TOKEN_SUBPROTOCOL_PREFIX", "TenantAuthMiddleware", "tenant_auth_stack"]
+__all__ = [
+	"TOKEN_SUBPROTOCOL_PREFIX",
+	"HandshakeSessionMiddleware",
+	"TenantAuthMiddleware",
+	"tenant_auth_stack",
+]
 
 TOKEN_SUBPROTOCOL_PREFIX = "apg.token."
 
@@ -61,6 +69,22 @@ class TenantAuthMiddleware(BaseMiddleware):
 		return await super().__call__(scope, receive, send)
 
 
+class HandshakeSessionMiddleware(BaseMiddleware):
+	"""Put the session named by the handshake's cookie into the scope (read when first used).
+
+	Channels' ``SessionMiddleware`` also wraps ``send`` to save a changed session, and asks the
+	session whether it changed before every message sent: on a live stream that is every
+	frame of every connection. A WebSocket consumer here never changes the session, so it is
+	only read.
+	"""
+
+	async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+		store = import_module(settings.SESSION_ENGINE).SessionStore
+		session = store(scope["cookies"].get(settings.SESSION_COOKIE_NAME))  # from CookieMiddleware
+		scope = {**scope, "session": session}
+		return await super().__call__(scope, receive, send)
+
+
 def tenant_auth_stack(inner: Any) -> Any:
-	"""Session auth (cookies) wrapped around token auth and tenant resolution."""
-	return AuthMiddlewareStack(TenantAuthMiddleware(inner))
+	"""Session auth (cookies, read at the handshake) wrapped around token auth and tenant resolution."""
+	return CookieMiddleware(HandshakeSessionMiddleware(AuthMiddleware(TenantAuthMiddleware(inner))))

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
@@ -48,6 +49,27 @@ def waiting_workflow(tenant: Tenant) -> Workflow:
 def start(workflow: Workflow) -> Run:
 	"""Start a run of ``workflow`` as its tenant's owner (commits, then publishes its events)."""
 	return run_start(actor=owner_of(workflow.tenant), workflow=workflow)
+
+
+async def connect(path: str, raw: str) -> WebsocketCommunicator:
+	"""Open ``path`` with a bearer token; the connected communicator."""
+	communicator = WebsocketCommunicator(
+		ws_app(), path, headers=[(b"authorization", f"Bearer {raw}".encode())]
+	)
+	connected, code = await communicator.connect(timeout=10)
+	assert connected, f"refused with {code}"
+	return communicator
+
+
+@pytest.fixture
+def setup(tenant_factory: Callable[..., Tenant]) -> Callable[[], Awaitable[tuple[Tenant, Workflow, str]]]:
+	"""A tenant, a workflow whose runs wait, and a token of its owner."""
+
+	def make() -> tuple[Tenant, Workflow, str]:
+		tenant = tenant_factory()
+		return tenant, waiting_workflow(tenant), token_for(owner_of(tenant), tenant)
+
+	return sync_to_async(make)
 
 
 @pytest.fixture

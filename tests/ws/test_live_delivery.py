@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 from config.settings.base import redis_channel_layer
 from tests.conftest import port_open
 from tests.engine.harness import END, START, definition, node
-from tests.ws.conftest import owner_of, start, token_for, waiting_workflow, ws_app
+from tests.ws.conftest import connect, owner_of, start, token_for, waiting_workflow
 from tests.ws.test_tenant_stream import commit_event
 from workflows.engine.effects import run_group, tenant_group
 from workflows.models import Approval, Run, RunEvent, Tenant
@@ -33,15 +33,6 @@ from workflows.services.runs import run_cancel, run_start
 from workflows.tasks import notify_approval_task
 
 Stream = Callable[..., Awaitable[WebsocketCommunicator]]
-
-
-async def connect(path: str, raw: str) -> WebsocketCommunicator:
-	communicator = WebsocketCommunicator(
-		ws_app(), path, headers=[(b"authorization", f"Bearer {raw}".encode())]
-	)
-	connected, code = await communicator.connect(timeout=10)
-	assert connected, f"refused with {code}"
-	return communicator
 
 
 async def drain(communicator: WebsocketCommunicator) -> list[dict[str, Any]]:

@@ -22,9 +22,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import connections, transaction
 
-from tests.ws.conftest import owner_of, start, token_for, waiting_workflow, ws_app
+from tests.ws.conftest import owner_of, start, ws_app
 from workflows.consumers import CursorError, TenantEventsConsumer, decode_cursor, tenant_group
-from workflows.models import Run, RunEvent, Tenant, User, Workflow
+from workflows.models import Run, RunEvent, Tenant, User
 from workflows.services.runs import run_cancel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,17 +108,6 @@ def history(run: Run) -> list[tuple[str, int]]:
 async def close(communicator: WebsocketCommunicator) -> None:
 	await communicator.disconnect()
 	await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-def setup(tenant_factory: Callable[..., Tenant]) -> Callable[[], Awaitable[tuple[Tenant, Workflow, str]]]:
-	"""A tenant, a workflow whose runs wait, and a token of its owner."""
-
-	def make() -> tuple[Tenant, Workflow, str]:
-		tenant = tenant_factory()
-		return tenant, waiting_workflow(tenant), token_for(owner_of(tenant), tenant)
-
-	return sync_to_async(make)
 
 
 def cancel(run: Run) -> Run:
