@@ -8,6 +8,7 @@ from django.db import models
 
 from workflows.errors import NotFound, PermissionDenied
 from workflows.roles import Perm, Role, role_allows
+from workflows.rows import first_of_tenant
 
 if TYPE_CHECKING:
 	from workflows.models import Membership, Tenant, User
@@ -40,7 +41,7 @@ def membership_for(*, user: User | None, tenant: Tenant) -> Membership | None:
 	remembered: tuple[object, Membership] | None = getattr(user, _REMEMBERED, None)
 	if remembered is not None and remembered[0] == tenant.pk:
 		return remembered[1]
-	return Membership.objects.for_tenant(tenant).filter(user=user).first()
+	return first_of_tenant(Membership, tenant.pk, {"user": user.pk})
 
 
 def membership_remember(*, user: User, tenant: Tenant, membership: Membership) -> None:

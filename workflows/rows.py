@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-__all__ = ["ModelRows", "cache_long_statements", "model_rows"]
+__all__ = ["ModelRows", "cache_long_statements", "first_of_tenant", "model_rows", "values_of_tenant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,13 @@ class ModelRows:
 				value = converter(value, expression, db)
 			converted.append(value)
 		return self.model.from_db(db.alias, list(self.attnames), converted)
+
+	def load_value(self, db: BaseDatabaseWrapper, value: Any) -> Any:
+		"""The Python value of a one-column loader's column."""
+		(column_converters,) = self.converters
+		for converter, expression in column_converters:
+			value = converter(value, expression, db)
+		return value
 
 
 _ROWS: dict[tuple[str, type[models.Model], tuple[str, ...] | None], ModelRows] = {}
@@ -89,6 +96,100 @@ def _build(db: BaseDatabaseWrapper, model: type[models.Model], names: tuple[str,
 		attnames=tuple(f.attname for f in chosen),
 		converters=tuple(converters),
 	)
+
+
+# --- lookups of one tenant's rows -----------------------------------------------------------------
+# What ``Model.objects.for_tenant(tenant).filter(a=x, b=y)`` with ``.first()`` or
+# ``.values_list(name)`` reads, written out once per shape: on the paths every run start and
+# permission check takes, the queryset machinery cost several times the query itself in
+# Python (about 0.6 ms a lookup). Soft-deleted rows are left out as ``for_tenant`` leaves them.
+
+
+def first_of_tenant(
+	model: type[models.Model],
+	tenant_id: Any,
+	equal: dict[str, Any],
+	*,
+	order_by: str = "id",
+	names: tuple[str, ...] | None = None,
+) -> Any:
+	"""The first of the tenant's live rows whose fields equal ``equal`` (``order_by``, ``-name`` descending), or None.
+
+	``names``: the fields loaded (the others are deferred, as ``only()`` would).
+	"""
+	_check_bound(tenant_id)
+	db = connections[router.db_for_read(model)]
+	rows = model_rows(db, model, names)
+	with db.cursor() as cursor:
+		cursor.execute(
+			_select_sql(db, model, names, tuple(equal), order_by, 1), _params(db, model, tenant_id, equal)
+		)
+		row = cursor.fetchone()
+	return None if row is None else rows.load(db, row)
+
+
+def values_of_tenant(
+	model: type[models.Model], tenant_id: Any, name: str, equal: dict[str, Any] | None = None
+) -> list[Any]:
+	"""One field of the tenant's live rows whose fields equal ``equal``, in no particular order."""
+	_check_bound(tenant_id)
+	db = connections[router.db_for_read(model)]
+	rows = model_rows(db, model, (name,))
+	equal = equal or {}
+	with db.cursor() as cursor:
+		cursor.execute(
+			_select_sql(db, model, (name,), tuple(equal), None, None), _params(db, model, tenant_id, equal)
+		)
+		return [rows.load_value(db, row[0]) for row in cursor.fetchall()]
+
+
+def _check_bound(tenant_id: Any) -> None:
+	from workflows.context import _Unscoped, bound_tenant
+
+	bound = bound_tenant()
+	assert bound is None or isinstance(bound, _Unscoped) or str(bound.pk) == str(tenant_id), (
+		"a lookup of another tenant than the one bound to this context"
+	)
+
+
+def _params(
+	db: BaseDatabaseWrapper, model: type[models.Model], tenant_id: Any, equal: dict[str, Any]
+) -> list[Any]:
+	fields = model_rows(db, model).fields
+	return [
+		fields["tenant"].get_db_prep_value(tenant_id, db),
+		*(fields[name].get_db_prep_value(value, db) for name, value in equal.items()),
+	]
+
+
+_SELECT_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _select_sql(
+	db: BaseDatabaseWrapper,
+	model: type[models.Model],
+	names: tuple[str, ...] | None,
+	equal: tuple[str, ...],
+	order_by: str | None,
+	limit: int | None,
+) -> str:
+	key = (db.vendor, model, names, equal, order_by, limit)
+	sql = _SELECT_SQL.get(key)
+	if sql is None:
+		everything, chosen = model_rows(db, model), model_rows(db, model, names)
+		column = everything.column
+		where = [f"{column['tenant']} = %s", *(f"{column[name]} = %s" for name in equal)]
+		if "deleted_at" in everything.fields:  # soft-deleted rows are hidden, as for_tenant() hides them
+			where.append(f"{column['deleted_at']} IS NULL")
+		# Identifiers only, quoted, from the model's metadata; every value is a parameter.
+		sql = f"SELECT {', '.join(chosen.columns)} FROM {everything.table} WHERE {' AND '.join(where)}"  # noqa: S608
+		if order_by is not None:
+			direction = " DESC" if order_by.startswith("-") else " ASC"
+			sql += f" ORDER BY {column[order_by.removeprefix('-')]}{direction}"
+		if limit is not None:
+			sql += f" LIMIT {int(limit)}"
+		_SELECT_SQL[key] = sql
+	return sql
 
 
 # psycopg turns a query's %s placeholders into its own template with a regular expression

@@ -41,6 +41,7 @@ from workflows.models import (
 )
 from workflows.permissions import require
 from workflows.roles import Perm, Role
+from workflows.rows import first_of_tenant
 from workflows.services.audit import audit_record
 
 logger = logging.getLogger("apg.engine")
@@ -81,13 +82,18 @@ def validate_against_schema(value: Any, schema: dict[str, Any], *, pointer: str)
 		)
 
 
+_VERSION_WITHOUT_DEFINITION = tuple(
+	f.name for f in WorkflowVersion._meta.concrete_fields if f.name != "definition"
+)
+
+
 def _version(workflow: Workflow, number: int | None) -> WorkflowVersion:
 	# The definition is read only when its engine is not cached yet (versions never change).
-	versions = (
-		WorkflowVersion.objects.for_tenant(workflow.tenant).filter(workflow=workflow).defer("definition")
+	equal: dict[str, Any] = (
+		{"workflow": workflow.pk} if number is None else {"workflow": workflow.pk, "number": number}
 	)
-	version = (
-		versions.order_by("-number").first() if number is None else versions.filter(number=number).first()
+	version = first_of_tenant(
+		WorkflowVersion, workflow.tenant_id, equal, order_by="-number", names=_VERSION_WITHOUT_DEFINITION
 	)
 	if version is None:
 		if number is None:

@@ -12,6 +12,7 @@ from workflows.models.audit import snapshot
 from workflows.models.secrets import SECRET_NAME
 from workflows.permissions import require
 from workflows.roles import Perm
+from workflows.rows import values_of_tenant
 from workflows.services.audit import audit_record
 from workflows.services.tenancy import object_soft_delete
 
@@ -73,11 +74,7 @@ def secret_delete(*, actor: User, tenant: Tenant, name: str) -> None:
 
 def secret_names(tenant_id: object) -> list[str]:
 	"""The names of a tenant's secrets (what ``.secrets`` offers to expressions)."""
-	return sorted(
-		Secret.objects._unfiltered()
-		.filter(tenant_id=tenant_id, deleted_at__isnull=True)
-		.values_list("name", flat=True)
-	)
+	return sorted(values_of_tenant(Secret, tenant_id, "name"))
 
 
 def secret_values(tenant_id: object, names: set[str]) -> dict[str, str]:
