@@ -1,7 +1,7 @@
 """Live events -> WebSocket clients: CPU time of the Daphne processes and Redis per message delivered.
 
 Wall-clock latency on a shared machine measures the machine's load as much as the code; CPU time
-per delivered message barely moves with it, so this is the figure to compare two versions of the
+per delivered event barely moves with it, so this is the figure to compare two versions of the
 fan-out with (``bench/ws_latency.py`` measures the latency, on a quiet machine).
 
 1. A Redis server of its own (``redis-server`` on a free port, no persistence), so its CPU time is
@@ -78,6 +78,7 @@ class Client:
 	port: int
 	run: str | None
 	after: int
+	batch: bool = False
 
 
 # --- clients (their own processes) --------------------------------------------------------------------
@@ -128,7 +129,8 @@ async def _follow(
 	import websockets
 	from websockets.typing import Origin
 
-	path = "/ws/tenant/" if client.run is None else f"/ws/runs/{client.run}/?after={client.after}"
+	path = "/ws/tenant/?" if client.run is None else f"/ws/runs/{client.run}/?after={client.after}&"
+	path += "batch=1" if client.batch else "batch=0"
 	async with websockets.connect(
 		f"ws://127.0.0.1:{client.port}{path}",
 		additional_headers={"Authorization": f"Bearer {client.token}"},
@@ -147,8 +149,11 @@ async def _follow(
 				raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
 			except TimeoutError:
 				continue
-			if json.loads(raw)["type"] == "event":
+			message = json.loads(raw)
+			if message["type"] == "event":
 				counts[0] += 1
+			elif message["type"] == "events":
+				counts[0] += len(message["events"])
 
 
 # --- this process ------------------------------------------------------------------------------------
@@ -332,6 +337,12 @@ def main() -> None:
 	parser.add_argument("--rate", type=float, default=5.0, help="step completions a second (default 5)")
 	parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU sampled (default 5)")
 	parser.add_argument("--servers", type=int, default=2, help="Daphne processes (default 2)")
+	parser.add_argument(
+		"--frames",
+		choices=("event", "batch"),
+		default="event",
+		help="event: one frame per event (default); batch: the clients ask for ?batch=1",
+	)
 	parser.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
 	parser.add_argument(
 		"--profile", metavar="FILE", help="cProfile the first Daphne process into FILE (pstats)"
@@ -388,7 +399,7 @@ def measure(args: argparse.Namespace, env: common.BenchEnv, redis_pid: int) -> N
 			tenant_clients[str(tenants[k].pk)] = tenant_clients.get(str(tenants[k].pk), 0) + 1
 		with tenant_scope(tenants[k]):
 			raw = api_token_create(actor=owners[k], tenant=tenants[k], name=f"fan-{i}").raw
-		clients.append(Client(raw, port, run_id, last))
+		clients.append(Client(raw, port, run_id, last, batch=args.frames == "batch"))
 	conn = common.redis_client()
 	profile = Path(args.profile).resolve() if args.profile else None
 	servers = start_servers(env, args.servers, profile)
@@ -451,10 +462,10 @@ def measure(args: argparse.Namespace, env: common.BenchEnv, redis_pid: int) -> N
 		total += net
 		print(
 			f"  {name:9}: {spent[name] * 1000:8.0f} ms CPU ({idle[name] * 1000:.0f} ms/s idle) -> "
-			f"{net / messages * 1e6:6.1f} us per delivered message"
+			f"{net / messages * 1e6:6.1f} us per delivered event"
 		)
 	print(f"  publisher (this process): {publisher_cpu / args.batches * 1e6:.0f} us CPU per step completion")
-	print(f"  daphne + redis: {total / messages * 1e6:.1f} us CPU per delivered message")
+	print(f"  daphne + redis: {total / messages * 1e6:.1f} us CPU per delivered event")
 	if args.profile:
 		import pstats
 

@@ -215,6 +215,10 @@ ENGINE_EXPRESSION_TIMEOUT = 1.0
 # hop), for at most this many steps or seconds in a row; then the broker decides again.
 STEP_CONTINUE_MAX_STEPS = 100
 STEP_CONTINUE_MAX_SECONDS = 1.0
+# A process publishes live events at once when it has sent none for this long; within it,
+# what the next transitions publish is gathered and sent together (one message per group),
+# so a burst of steps costs the WebSocket servers a few messages instead of one per step.
+LIVE_EVENTS_LINGER_SECONDS = 0.01
 STEP_LEASE_SECONDS = ENV.STEP_LEASE_SECONDS
 # With a broker that keeps no epoch (the in-memory one), a step still "scheduled" this long
 # after dispatch has lost its message and is sent again; with Redis, only steps dispatched

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -173,3 +174,37 @@ def test_without_redis_events_go_through_the_in_memory_layer(settings: Any) -> N
 		channel_layers.backends.clear()
 
 	assert message == {"type": "run.events", "events": [{"seq": 1}]}
+
+
+@pytest.mark.usefixtures("redis_configured")
+def test_messages_published_soon_after_a_send_go_out_together_and_a_lone_one_at_once() -> None:
+	publisher = LivePublisher(linger=0.5)
+	batches: list[list[int]] = []
+	sent_at: list[float] = []
+	real = publisher.deliverer
+
+	def recording(layer: Any) -> Any:
+		deliver = real(layer)
+
+		def deliver_and_record(batch: list[tuple[str, dict[str, Any]]]) -> None:
+			sent_at.append(time.monotonic())
+			batches.append([e["seq"] for _, m in batch for e in m["events"]])
+			deliver(batch)
+
+		return deliver_and_record
+
+	publisher.deliverer = recording  # type: ignore[method-assign]
+	group = f"run.{uuid.uuid4()}"
+	publisher.send(group, {"type": "run.events", "events": [{"seq": 1}]})
+	assert publisher.flush(timeout=5)
+	for seq in (2, 3, 4):  # a burst, right after a send
+		publisher.send(group, {"type": "run.events", "events": [{"seq": seq}]})
+	assert publisher.flush(timeout=5)
+	time.sleep(0.6)  # quiet for longer than the linger
+	asked = time.monotonic()
+	publisher.send(group, {"type": "run.events", "events": [{"seq": 5}]})
+	assert publisher.flush(timeout=5)
+
+	assert batches == [[1], [2, 3, 4], [5]]
+	assert sent_at[1] - sent_at[0] >= 0.5  # the burst waited out the linger
+	assert sent_at[2] - asked < 0.4  # a lone message is not held back

@@ -16,6 +16,7 @@ import redis
 from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
 __all__ = [
 	"LivePublisher",
@@ -83,6 +84,13 @@ class LivePublisher:
 	miss a message resume from the RunEvent rows. When the channel layer is unreachable the
 	backlog is capped (``max_pending``), and the oldest messages are dropped with a warning.
 
+	A message is sent at once when the thread has sent nothing for ``linger`` seconds
+	(``LIVE_EVENTS_LINGER_SECONDS``); otherwise it waits out the rest of that time, with
+	whatever else arrives meanwhile. A worker running a chain of quick steps then publishes
+	a few messages a run instead of one per step, and each WebSocket server forwards each to
+	its clients once (in one frame in batch mode): fewer, fuller messages are what keep the
+	servers' latency low in a burst.
+
 	With the project's channel layer (Redis pub/sub on one server, see
 	``config.settings.base.redis_channel_layer``) a drained batch is one pipeline of
 	``PUBLISH`` commands on a plain Redis connection, in the layer's own encoding
@@ -95,8 +103,9 @@ class LivePublisher:
 
 	logger = logging.getLogger("apg.engine")
 
-	def __init__(self, *, max_pending: int = 10_000) -> None:
+	def __init__(self, *, max_pending: int = 10_000, linger: float | None = None) -> None:
 		self.max_pending = max_pending
+		self._linger = linger
 		self._forget_parent()
 		os.register_at_fork(after_in_child=self._forget_parent)
 
@@ -107,6 +116,7 @@ class LivePublisher:
 		self._pending: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
 		self._dropped = 0
 		self._busy = False
+		self._waiting = False
 
 	def send(self, group: str, message: dict[str, Any]) -> None:
 		"""Queue ``message`` for ``group``; returns at once."""
@@ -126,7 +136,8 @@ class LivePublisher:
 				self._pending.popleft()
 				self._dropped += 1
 			self._pending.append((group, message))
-			self._ready.notify()
+			if self._waiting:  # not while it lingers: it wakes when that is over
+				self._ready.notify_all()  # flush() may be waiting on the condition too
 
 	def flush(self, timeout: float = 5.0) -> bool:
 		"""Wait until every queued message has been handed to the layer (tests, shutdown)."""
@@ -147,13 +158,21 @@ class LivePublisher:
 
 	def _serve(self, layer: Any) -> None:
 		deliver = self.deliverer(layer)
+		lingering = settings.LIVE_EVENTS_LINGER_SECONDS if self._linger is None else self._linger
+		sent = float("-inf")  # when the last batch went out (monotonic)
 		while True:
 			with self._ready:
 				while not self._pending:
 					self._busy = False
 					self._ready.notify_all()  # for flush()
+					self._waiting = True
 					self._ready.wait()
+					self._waiting = False
 				self._busy = True
+				# Lingering after a send gathers a burst's messages into one per group.
+				until = sent + lingering
+				while (left := until - time.monotonic()) > 0:
+					self._ready.wait(left)
 				taken = list(self._pending)
 				self._pending.clear()
 				dropped, self._dropped = self._dropped, 0
@@ -164,6 +183,7 @@ class LivePublisher:
 				deliver(batch)
 			except Exception as exc:  # noqa: BLE001 - best effort, see the class docstring
 				self._log_failed([group for group, _ in batch], exc)
+			sent = time.monotonic()
 
 	def deliverer(self, layer: Any) -> Callable[[list[tuple[str, dict[str, Any]]]], None]:
 		"""What hands a batch of ``(group, message)`` to ``layer``, on the sender thread."""
