@@ -19,7 +19,7 @@ from workflows.engine.runtime import advance, happening_from_dict
 from workflows.engine.starting import admit_pending, start_if_admitted
 from workflows.engine.status import RunStatus, StepStatus
 from workflows.engine.worker import StepExecutor
-from workflows.models import Approval, Event, Run, StepRun, Timer, Trigger, TriggerKind
+from workflows.models import Approval, Event, Run, StepRun, Trigger, TriggerKind
 from workflows.services.triggers import cron_trigger_fire, event_triggers_start
 
 __all__ = [
@@ -70,11 +70,6 @@ def admit_runs_task(tenant_id: str) -> None:
 	admit_pending(tenant_id)
 
 
-def _fire(timer: Timer) -> None:
-	sql.delete_rows(Timer, id=timer.pk)
-	advance(timer.run_id, TimerFired(timer.key, timer.purpose))
-
-
 @shared_task(name="apg.fire_timer", bind=True, acks_late=True, ignore_result=True)
 def fire_timer_task(self: Task, run_id: str, key: str, purpose: str) -> None:
 	"""The fast path for a short timer; the sweep fires it otherwise (whichever comes first).
@@ -92,29 +87,34 @@ def fire_timer_task(self: Task, run_id: str, key: str, purpose: str) -> None:
 
 
 def _consumed_queues(task: Task) -> frozenset[str]:
-	"""The queues the worker running ``task`` consumes (none when the task runs eagerly)."""
-	if task.request.is_eager:
+	"""The queues the worker running ``task`` consumes: none when the task runs eagerly, or
+	inside its caller's transaction (a continued step runs once the transition that claimed
+	it has committed)."""
+	if task.request.is_eager or transaction.get_connection().in_atomic_block:
 		return frozenset()
 	return frozenset(task.app.amqp.queues.consume_from or ())
 
 
-@shared_task(name="apg.sweep_timers", ignore_result=True)
-def sweep_timers_task(limit: int = 1000) -> int:
-	"""Fire due timers, each in its own transaction; rows are locked so sweepers never overlap."""
+@shared_task(name="apg.sweep_timers", bind=True, ignore_result=True)
+def sweep_timers_task(self: Task, limit: int = 1000) -> int:
+	"""Fire due timers, each in its own transaction; a timer is taken once, so sweepers never overlap.
+
+	As with :func:`fire_timer_task`, the step a timer leads to runs here when this worker
+	consumes its queue, right after the transition commits: in a burst, when the countdowns
+	are late and the sweep fires most timers, no step goes through the broker again.
+	"""
+	queues = _consumed_queues(self)
 	fired = 0
 	while fired < limit:
 		with transaction.atomic():
-			timer = (
-				Timer.objects._unfiltered()
-				.select_for_update(skip_locked=True)
-				.filter(fire_at__lte=timezone.now())
-				.order_by("fire_at")
-				.first()
-			)
-			if timer is None:
+			taken = sql.take_due_timer(timezone.now())
+			if taken is None:
 				break
-			_fire(timer)
+			run_id, key, purpose = taken
+			result = advance(run_id, TimerFired(key, purpose), continue_on=queues)
 		fired += 1
+		if result.continued is not None:
+			StepExecutor(str(result.continued.pk)).run_claimed(result.continued, queue=result.continued.queue)
 	return fired
 
 

@@ -185,7 +185,7 @@ CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
 	"sweep-timers": {
 		"task": "apg.sweep_timers",
-		"schedule": 1.0,
+		"schedule": 0.5,
 		"options": {"queue": "engine", "expires": 5},
 	},
 	"reap-steps": {"task": "apg.reap_steps", "schedule": 15.0, "options": {"queue": "engine", "expires": 30}},

@@ -19,7 +19,13 @@ from workflows.engine.status import RunStatus, StepStatus
 from workflows.engine.worker import LeaseKeeper, StepExecutor, claim_step, record_outcome
 from workflows.models import Run, StepRun, Timer, User, Workflow
 from workflows.services.runs import run_cancel, run_start
-from workflows.tasks import BROKER_EPOCH_KEY, broker_epoch, fire_timer_task, reap_steps_task
+from workflows.tasks import (
+	BROKER_EPOCH_KEY,
+	broker_epoch,
+	fire_timer_task,
+	reap_steps_task,
+	sweep_timers_task,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
 
@@ -282,6 +288,26 @@ def test_a_worker_firing_a_timer_runs_the_step_after_the_wait_itself(
 	assert (b.status, b.attempt) == (StepStatus.SUCCEEDED, 1)
 	assert b.worker != ""
 	assert [key for key, _ in sent] == [str(StepRun.objects._unfiltered().get(run=run, key="root:a").pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_runs_the_steps_after_the_waits_it_fires_on_its_own_worker(
+	publish: Callable[..., Workflow], owner: User, sent: list[tuple[str, str]]
+) -> None:
+	workflow = publish(linear(node("nap", "wait", duration="PT1H"), task("b")))
+	runs = [run_start(actor=owner, workflow=workflow) for _ in range(3)]
+	Timer.objects._unfiltered().filter(run__in=runs).update(fire_at=timezone.now() - timedelta(seconds=1))
+
+	# Called as beat's message is run by a worker (this process consumes every queue).
+	fired = sweep_timers_task()
+
+	assert fired == 3
+	assert sweep_timers_task() == 0  # nothing left to fire
+	for run in runs:
+		b = StepRun.objects._unfiltered().get(run=run, key="root:b")
+		assert Run.objects._unfiltered().get(pk=run.pk).status == RunStatus.SUCCEEDED
+		assert (b.status, b.attempt) == (StepStatus.SUCCEEDED, 1)
+	assert sent == []  # no step went through the broker
 
 
 @pytest.mark.django_db(transaction=True)

@@ -253,6 +253,26 @@ def take_timer(run_id: Any, key: str, purpose: str, *, due_by: Any) -> bool:
 	return delete_rows(Timer, run=run_id, key=key, purpose=purpose, fire_at__lte=due_by) > 0
 
 
+def take_due_timer(now: Any) -> tuple[Any, str, str] | None:
+	"""Delete the timer due first (by ``now``); ``(run id, key, purpose)`` of it, or None.
+
+	One statement. On PostgreSQL a timer another sweeper or a countdown task is taking
+	(locked) is skipped, as ``select_for_update(skip_locked=True)`` would.
+	"""
+	from workflows.models import Timer
+
+	connection = connections[router.db_for_write(Timer)]
+	rows = model_rows(connection, Timer)
+	fields, column, table = rows.fields, rows.column, rows.table
+	lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+	first = f"SELECT {column['id']} FROM {table} WHERE {column['fire_at']} <= %s ORDER BY {column['fire_at']} LIMIT 1{lock}"  # noqa: S608 - names from model metadata
+	sql = f"DELETE FROM {table} WHERE {column['id']} = ({first}) RETURNING {column['run']}, {column['key']}, {column['purpose']}"  # noqa: S608 - names from model metadata
+	with connection.cursor() as cursor:
+		cursor.execute(sql, [fields["fire_at"].get_db_prep_value(now, connection)])
+		found = cursor.fetchone()
+	return None if found is None else (fields["id"].to_python(found[0]), found[1], found[2])
+
+
 def take_subscriptions(tenant_id: Any, event_type: str, correlation: str) -> list[tuple[Any, Any, str]]:
 	"""Delete the tenant's subscriptions waiting for this event; ``(id, run id, step key)`` of each.
 
