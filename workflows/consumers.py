@@ -268,9 +268,6 @@ class TenantEventsConsumer(LiveConsumer):
 		self.window.clear()
 		self.run_ids.clear()
 
-	def _subprotocol(self) -> str | None:
-		return "apg.v1" if "apg.v1" in self.scope.get("subprotocols", []) else None
-
 	# -- reads -------------------------------------------------------------------------------
 
 	@database_sync_to_async
