@@ -42,6 +42,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
 	# Events in one frame at most, in batch mode (a replay is sent in frames of this many).
 	BATCH_LIMIT = 500
+	# Event texts waiting for their frame in batch mode; None sends each at once.
+	batch: list[str] | None = None
 
 	async def dispatch(self, message: dict[str, Any]) -> None:
 		await getattr(self, get_handler_name(message))(message)
@@ -67,6 +69,27 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
 	def _subprotocol(self) -> str | None:
 		return "apg.v1" if "apg.v1" in self.scope.get("subprotocols", []) else None
+
+	async def _hold(self, event: dict[str, Any]) -> bool:
+		"""Batch mode: keep ``event`` for the next frame (sent at once when full); False when not batching."""
+		if self.batch is None:
+			return False
+		self.batch.append(_event_json(event))
+		if len(self.batch) >= self.BATCH_LIMIT:
+			await self._send_batch()
+		return True
+
+	async def _send_batch(self) -> None:
+		"""Batch mode: send the events held as one frame."""
+		if self.batch:
+			events, self.batch = self.batch, []
+			await self.send(
+				text_data=f'{{"type": "events", "events": [{", ".join(events)}]{self._batch_tail()}}}'
+			)
+
+	def _batch_tail(self) -> str:
+		"""What a batch frame carries after its events (JSON members, each with a leading comma)."""
+		return ""
 
 
 class TenantEventsConsumer(LiveConsumer):
@@ -116,8 +139,7 @@ class TenantEventsConsumer(LiveConsumer):
 		self.window: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
 		self.run_ids: dict[str, bytes] = {}
 		try:
-			# Event texts waiting for their frame in batch mode; None sends each at once.
-			self.batch: list[str] | None = [] if self._batch_mode() else None
+			self.batch = [] if self._batch_mode() else None
 			cursor = _cursor_param(self.scope.get("query_string", b""))
 		except ValueError as exc:  # CursorError included
 			await self._refuse_query(str(exc))
@@ -177,9 +199,7 @@ class TenantEventsConsumer(LiveConsumer):
 		for event in message["events"]:
 			if "run" in event and "seq" in event:
 				await self._deliver(event, bound, fill_unknown=True)
-			elif self.batch is not None:
-				self.batch.append(_event_json(event))
-			else:
+			elif not await self._hold(event):
 				await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
 		await self._send_batch()
 
@@ -218,23 +238,16 @@ class TenantEventsConsumer(LiveConsumer):
 				self.run_ids.pop(forgotten, None)
 		self.window[run] = (created, self._entry(run, seq))
 		self.window.move_to_end(run)
-		if self.batch is not None:
-			self.batch.append(_event_json(event))
-			if len(self.batch) >= self.BATCH_LIMIT:
-				await self._send_batch()
+		if await self._hold(event):
 			return
 		# The cursor is URL-safe base64: nothing in it needs escaping in a JSON string.
 		await self.send(
 			text_data=f'{{"type": "event", "event": {_event_json(event)}, "cursor": "{self._cursor()}"}}'
 		)
 
-	async def _send_batch(self) -> None:
-		"""Batch mode: send the events gathered as one frame, with the cursor after the last."""
-		if self.batch:
-			events, self.batch = self.batch, []
-			await self.send(
-				text_data=f'{{"type": "events", "events": [{", ".join(events)}], "cursor": "{self._cursor()}"}}'
-			)
+	def _batch_tail(self) -> str:
+		# A batch frame carries the cursor after its last event (URL-safe base64: no escaping).
+		return f', "cursor": "{self._cursor()}"'
 
 	def _horizon(self) -> int:
 		return max(self.floor, _now_ms() - int(self.WINDOW * 1000))
@@ -438,7 +451,7 @@ class RunEventsConsumer(LiveConsumer):
 			return
 		self.run = run
 		try:
-			self.batch: list[str] | None = [] if self._batch_mode() else None
+			self.batch = [] if self._batch_mode() else None
 		except ValueError as exc:
 			await self._refuse_query(str(exc))
 			return
@@ -475,18 +488,8 @@ class RunEventsConsumer(LiveConsumer):
 
 	async def _send_event(self, event: dict[str, Any]) -> None:
 		self.last_seq = max(self.last_seq, event["seq"])
-		if self.batch is not None:
-			self.batch.append(_event_json(event))
-			if len(self.batch) >= self.BATCH_LIMIT:
-				await self._send_batch()
-			return
-		await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
-
-	async def _send_batch(self) -> None:
-		"""Batch mode: send the events gathered as one frame."""
-		if self.batch:
-			events, self.batch = self.batch, []
-			await self.send(text_data=f'{{"type": "events", "events": [{", ".join(events)}]}}')
+		if not await self._hold(event):
+			await self.send(text_data=f'{{"type": "event", "event": {_event_json(event)}}}')
 
 	@database_sync_to_async
 	def _run(self, user: Any, tenant: Any, run_id: Any) -> Any:
