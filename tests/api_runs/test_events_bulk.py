@@ -78,11 +78,11 @@ def test_an_unexpected_failure_takes_back_only_its_own_event(
 ) -> None:
 	publish_one = run_services._publish
 
-	def flaky(tenant: Tenant, type: str, correlation: Any, *args: Any) -> Any:
+	def flaky(tenant: Tenant, type: str, correlation: Any, *args: Any, **options: Any) -> Any:
 		if correlation == "boom":
 			Event.objects.for_tenant(tenant).create(tenant=tenant, type=type, correlation="half-done")
 			raise RuntimeError("disk on fire")
-		return publish_one(tenant, type, correlation, *args)
+		return publish_one(tenant, type, correlation, *args, **options)
 
 	monkeypatch.setattr(run_services, "_publish", flaky)
 

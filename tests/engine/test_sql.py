@@ -13,7 +13,7 @@ from django.utils import timezone
 from tests.engine.harness import linear, node, task
 from workflows.engine import sql
 from workflows.engine.status import StepStatus
-from workflows.models import Run, RunEvent, StepRun, Timer, User, Workflow
+from workflows.models import Event, EventSubscription, Run, RunEvent, StepRun, Timer, User, Workflow
 from workflows.services.runs import run_start
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
@@ -243,3 +243,54 @@ def test_a_commit_that_fails_with_the_writes_raises_and_keeps_nothing(
 	assert Run.objects._unfiltered().get(pk=run.pk).priority != 7
 	assert not RunEvent.objects._unfiltered().filter(pk=orphan.pk).exists()
 	assert ran == []
+
+
+def _waiting_runs(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any], orders: list[str]
+) -> list[Run]:
+	doc = linear(node("paid", "wait_for_event", event_type="order.paid", correlation="${ .input.order }"))
+	workflow = publish(doc)
+	return [settle(run_start, actor=owner, workflow=workflow, input={"order": order}) for order in orders]
+
+
+def test_store_event_takes_the_matching_subscriptions_and_counts_them_on_the_event(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	same, also, _ = _waiting_runs(publish, owner, settle, ["A", "A", "B"])
+	other = EventSubscription.objects._unfiltered().get(correlation='"B"')
+
+	with transaction.atomic():
+		event = Event(tenant_id=same.tenant_id, type="order.paid", correlation='"A"', payload={"x": 1})
+		taken = sql.store_event(event)
+		nobody = Event(tenant_id=same.tenant_id, type="order.paid", correlation='"Z"', payload={})
+		none_taken = sql.store_event(nobody)
+
+	assert sorted(run_id for _, run_id, _ in taken) == sorted([same.pk, also.pk])
+	assert {key for _, _, key in taken} == {"root:paid"}
+	assert none_taken == []
+	stored = Event.objects._unfiltered().get(pk=event.pk)
+	assert (stored.delivered, event.delivered) == (2, 2)
+	assert stored.consumed_at is not None
+	assert stored.consumed_at == event.consumed_at
+	assert stored.payload == {"x": 1}
+	kept = Event.objects._unfiltered().get(pk=nobody.pk)
+	assert (kept.delivered, kept.consumed_at, nobody.consumed_at) == (0, None, None)
+	assert list(EventSubscription.objects._unfiltered().values_list("pk", flat=True)) == [other.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres_only")
+def test_store_event_skips_a_subscription_another_publisher_is_taking(
+	publish: Callable[..., Workflow], owner: User, settle: Callable[..., Any]
+) -> None:
+	run = _waiting_runs(publish, owner, settle, ["A"])[0]
+
+	with _other_connection() as other, other.transaction():
+		other.execute("SELECT id FROM workflows_eventsubscription FOR UPDATE")
+		with transaction.atomic():
+			event = Event(tenant_id=run.tenant_id, type="order.paid", correlation='"A"', payload={})
+			taken = sql.store_event(event)
+
+	assert taken == []
+	assert Event.objects._unfiltered().get(pk=event.pk).delivered == 0
+	assert EventSubscription.objects._unfiltered().filter(run=run).exists()  # left to the other publisher

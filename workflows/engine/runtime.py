@@ -235,6 +235,7 @@ class _Applier:
 		self.events: list[RunEvent] = []
 		self.timers: dict[tuple[str, str], Timer] = {}
 		self.cancelled_timers: set[str] = set()
+		self.unsubscribed: set[str] = set()
 		self.after_commit: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 		self.queue: list[Happening] = []
 
@@ -313,7 +314,7 @@ class _Applier:
 			case core.Subscribe():
 				self.subscribe(command)
 			case core.Unsubscribe():
-				sql.delete_rows(EventSubscription, run=self.run.pk, key=command.key)
+				self.unsubscribed.add(command.key)  # deleted with the transition's writes
 			case core.RequestApproval():
 				Approval.objects._unfiltered().update_or_create(
 					run=self.run,
@@ -397,6 +398,8 @@ class _Applier:
 		self.after_commit.append((what, args, {"countdown": countdown}))
 
 	def subscribe(self, command: core.Subscribe) -> None:
+		# Unsubscribed, then subscribed again: the row is updated below, not deleted at the end.
+		self.unsubscribed.discard(command.key)
 		correlation = canonical(command.correlation)
 		EventSubscription.objects._unfiltered().update_or_create(
 			run=self.run,
@@ -483,6 +486,7 @@ class _Applier:
 		writes.insert(RunEvent, self.events)
 		writes.insert(Timer, list(self.timers.values()), replace=("run", "key", "purpose"))
 		writes.delete(Timer, run=self.run.pk, key__in=sorted(self.cancelled_timers))
+		writes.delete(EventSubscription, run=self.run.pk, key__in=sorted(self.unsubscribed))
 		writes.update(
 			Run,
 			self.run.pk,
@@ -542,8 +546,9 @@ class _Applier:
 		"""Add to ``writes`` the insert of new step rows and an ``UPDATE`` of each existing one.
 
 		The row of the step being recorded is known (no lookup) and written once, with its
-		outcome, start time and worker; other rows are looked up by key only when the
-		transition touches steps it did not create.
+		outcome, start time and worker; other rows are updated by their unique key (run, key,
+		attempt). Their ids are looked up only for steps the transition dispatches and did not
+		create (a dispatch names its row), which may also find that a row is still to be made.
 		"""
 		self.dispatch_ids: list[tuple[str, str]] = []
 		if not self.steps:
@@ -553,14 +558,13 @@ class _Applier:
 		recording = self.recording
 		if recording is not None:
 			known[(recording.key, recording.attempt)] = recording.step_id
-		# Rows are looked up only for steps the core did not begin in this transition.
 		unknown = {
-			key
-			for key, attempt in self.steps
-			if (key, attempt) not in known and (key, attempt) not in self.new_steps
+			step
+			for step in self.steps
+			if step not in known and step not in self.new_steps and step in dispatches
 		}
 		if unknown:
-			for pk, key, attempt in sql.step_ids(self.run.pk, unknown):
+			for pk, key, attempt in sql.step_ids(self.run.pk, {key for key, _ in unknown}):
 				known.setdefault((key, attempt), pk)
 		now = _dt(self.now)
 		to_create: list[StepRun] = []
@@ -586,7 +590,7 @@ class _Applier:
 				}
 			finished = record.status in _FINISHED_STEP
 			pk = known.get((key, attempt))
-			if pk is None:
+			if pk is None and ((key, attempt) in self.new_steps or (key, attempt) in unknown):
 				row = StepRun(
 					tenant_id=self.run.tenant_id,
 					run=self.run,
@@ -602,7 +606,6 @@ class _Applier:
 				to_create.append(row)
 				ids[(key, attempt)] = row.pk
 				continue
-			ids[(key, attempt)] = pk
 			keep: set[str] = set()  # filled in only where still empty
 			if finished:
 				fields["finished_at"] = now
@@ -618,6 +621,11 @@ class _Applier:
 				keep.add("started_at")
 				self.result.recorded = True
 			fields["updated_at"] = timezone.now()
+			if pk is None:  # a row the core began in an earlier transition
+				match = {"run": self.run.pk, "key": key[:500], "attempt": attempt}
+				writes.update_matching(StepRun, match, fields, keep=frozenset(keep))
+				continue
+			ids[(key, attempt)] = pk
 			writes.update(StepRun, pk, fields, keep=frozenset(keep))
 		continued = self.take_for_worker(to_create)
 		writes.insert(StepRun, to_create)

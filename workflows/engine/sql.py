@@ -13,12 +13,13 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connections, models, router
+from django.utils import timezone
 from psycopg.pq import TransactionStatus
 
-from workflows.models import Run
+from workflows.models import Event, Run
 from workflows.rows import model_rows
 
-__all__ = ["Writes", "delete_rows", "lock_run", "step_ids", "take_subscriptions", "take_timer"]
+__all__ = ["Writes", "delete_rows", "lock_run", "step_ids", "store_event", "take_timer"]
 
 
 @cache
@@ -49,12 +50,15 @@ def lock_run(run_id: Any) -> Run:
 
 
 @cache
-def _update_sql(vendor: str, table: str, columns: tuple[str, ...], keep: frozenset[str]) -> str:
+def _update_sql(
+	vendor: str, table: str, columns: tuple[str, ...], keep: frozenset[str], match: tuple[str, ...]
+) -> str:
 	del vendor  # part of the cache key: quoting differs between databases
 	sets = ", ".join(
 		f"{column} = COALESCE({column}, %s)" if column in keep else f"{column} = %s" for column in columns
 	)
-	return f"UPDATE {table} SET {sets} WHERE id = %s"  # noqa: S608 - names from model metadata
+	where = " AND ".join(f"{column} = %s" for column in match)
+	return f"UPDATE {table} SET {sets} WHERE {where}"  # noqa: S608 - names from model metadata
 
 
 class Writes:
@@ -80,15 +84,26 @@ class Writes:
 		keep: frozenset[str] = frozenset(),
 	) -> None:
 		"""``UPDATE`` one row by primary key; fields in ``keep`` are only filled in where still NULL."""
+		self.update_matching(model, {"id": pk}, values, keep=keep)
+
+	def update_matching(
+		self,
+		model: type[models.Model],
+		match: dict[str, Any],
+		values: dict[str, Any],
+		*,
+		keep: frozenset[str] = frozenset(),
+	) -> None:
+		"""``UPDATE`` the row whose fields equal ``match`` (a unique key: its id is not needed), as :meth:`update`."""
 		connection = self.connection
 		rows = model_rows(connection, model)
 		fields, column = rows.fields, rows.column
 		columns = tuple(column[name] for name in values)
 		kept = frozenset(column[name] for name in keep)
 		assert kept <= set(columns), "keep names fields that are not written"
-		sql = _update_sql(connection.vendor, rows.table, columns, kept)
+		sql = _update_sql(connection.vendor, rows.table, columns, kept, tuple(column[name] for name in match))
 		params = [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
-		params.append(fields["id"].get_db_prep_value(pk, connection))
+		params.extend(fields[name].get_db_prep_value(value, connection) for name, value in match.items())
 		self.statements.append((sql, params))
 
 	def insert(self, model: type[models.Model], objs: list[Any], *, replace: tuple[str, ...] = ()) -> None:
@@ -103,14 +118,9 @@ class Writes:
 			return
 		connection = self.connection
 		rows_of = model_rows(connection, model)
-		fields = model._meta.concrete_fields
 		params: list[Any] = []
 		for obj in objs:
-			assert obj._state.adding, "insert writes new instances only"
-			for field in fields:
-				params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
-			obj._state.adding = False
-			obj._state.db = connection.alias
+			params.extend(_inserted(connection, obj))
 		columns, table = rows_of.columns, rows_of.table
 		conflict = tuple(rows_of.column[name] for name in replace)
 		overwrite: tuple[str, ...] = ()
@@ -160,6 +170,18 @@ class Writes:
 				cursor.execute(f"WITH {', '.join(parts)} SELECT 1{'; COMMIT' if last else ''}", params)
 		if commit:
 			assert connection.connection.info.transaction_status == TransactionStatus.IDLE, "committed"
+
+
+def _inserted(connection: Any, obj: models.Model) -> list[Any]:
+	"""The parameters that insert ``obj`` (every concrete field, in order), which is then saved."""
+	assert obj._state.adding, "insert writes new instances only"
+	params = [
+		field.get_db_prep_save(field.pre_save(obj, add=True), connection)
+		for field in obj._meta.concrete_fields
+	]
+	obj._state.adding = False
+	obj._state.db = connection.alias
+	return params
 
 
 def _max_params(connection: Any) -> int:
@@ -273,11 +295,14 @@ def take_due_timer(now: Any) -> tuple[Any, str, str] | None:
 	return None if found is None else (fields["id"].to_python(found[0]), found[1], found[2])
 
 
-def take_subscriptions(tenant_id: Any, event_type: str, correlation: str) -> list[tuple[Any, Any, str]]:
-	"""Delete the tenant's subscriptions waiting for this event; ``(id, run id, step key)`` of each.
+def store_event(event: Event) -> list[tuple[Any, Any, str]]:
+	"""Insert a new ``event`` and take the subscriptions waiting for it; ``(id, run id, step key)`` of each.
 
-	One statement. On PostgreSQL a subscription another publisher is taking (locked) is
-	skipped, as ``select_for_update(skip_locked=True)`` would: that publisher delivers it.
+	The tenant's subscriptions of the event's type and correlation are deleted; the event is
+	stored with how many there were (``delivered``) and, if any, ``consumed_at`` (now); its
+	instance is updated to match. One statement on PostgreSQL, where a subscription another
+	publisher is taking (locked) is skipped, as ``select_for_update(skip_locked=True)`` would:
+	that publisher delivers it.
 	"""
 	from workflows.models import EventSubscription
 
@@ -285,14 +310,52 @@ def take_subscriptions(tenant_id: Any, event_type: str, correlation: str) -> lis
 	rows = model_rows(connection, EventSubscription)
 	fields, column, table = rows.fields, rows.column, rows.table
 	match = f"{column['tenant']} = %s AND {column['event_type']} = %s AND {column['correlation']} = %s"
+	params = [fields["tenant"].get_db_prep_value(event.tenant_id, connection), event.type, event.correlation]
+	returning = f"RETURNING {column['id']}, {column['run']}, {column['key']}"
+	now = timezone.now()
 	if connection.vendor == "postgresql":
-		where = f"{column['id']} IN (SELECT {column['id']} FROM {table} WHERE {match} FOR UPDATE SKIP LOCKED)"  # noqa: S608 - names from model metadata
+		taking = f"SELECT {column['id']} FROM {table} WHERE {match} FOR UPDATE SKIP LOCKED"  # noqa: S608 - names from model metadata
+		take = f"DELETE FROM {table} WHERE {column['id']} IN ({taking}) {returning}"  # noqa: S608 - names from model metadata
+		events = model_rows(connection, Event)
+		consumed = events.fields["consumed_at"]
+		store = _store_event_sql(
+			events.table,
+			events.columns,
+			events.column["delivered"],
+			events.column["consumed_at"],
+			consumed.db_type(connection),
+		)
+		event.consumed_at = now  # kept by the statement if it took a subscription
+		stored = _inserted(connection, event)
+		del stored[events.columns.index(events.column["delivered"])]  # counted by the statement
+		with connection.cursor() as cursor:
+			statement = f"WITH taken AS ({take}), stored AS ({store}) SELECT * FROM taken"  # noqa: S608 - names from model metadata
+			cursor.execute(statement, params + stored)
+			found = cursor.fetchall()
+		event.delivered, event.consumed_at = len(found), now if found else None
 	else:
-		where = match
-	sql = f"DELETE FROM {table} WHERE {where} RETURNING {column['id']}, {column['run']}, {column['key']}"  # noqa: S608 - names from model metadata
-	params = [fields["tenant"].get_db_prep_value(tenant_id, connection), event_type, correlation]
-	with connection.cursor() as cursor:
-		cursor.execute(sql, params)
-		found = cursor.fetchall()
+		with connection.cursor() as cursor:
+			cursor.execute(f"DELETE FROM {table} WHERE {match} {returning}", params)  # noqa: S608 - names from model metadata
+			found = cursor.fetchall()
+		event.delivered, event.consumed_at = len(found), now if found else None
+		writes = Writes()
+		writes.insert(Event, [event])
+		writes.send()
 	to_uuid = fields["id"].to_python
 	return [(to_uuid(pk), to_uuid(run_id), key) for pk, run_id, key in found]
+
+
+@cache
+def _store_event_sql(
+	table: str, columns: tuple[str, ...], delivered: str, consumed: str, consumed_type: str
+) -> str:
+	"""The ``INSERT`` of :func:`store_event`: ``delivered`` and ``consumed_at`` follow what ``taken`` took."""
+	values = [
+		"(SELECT count(*) FROM taken)"
+		if column == delivered
+		else f"CASE WHEN EXISTS (SELECT 1 FROM taken) THEN CAST(%s AS {consumed_type}) END"  # noqa: S608 - a type from model metadata
+		if column == consumed
+		else "%s"
+		for column in columns
+	]
+	return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)})"  # noqa: S608 - names from model metadata
