@@ -411,25 +411,21 @@ def event_publish_many(
 	def publish(isolate: bool) -> list[EventOutcome | Exception]:
 		results: list[EventOutcome | Exception] = []
 		triggers: dict[str, int] = {}
+
+		def one(item: EventItem) -> EventOutcome:
+			return _publish(
+				tenant, item.type, item.correlation, item.payload, source, triggers, isolate=isolate
+			)
+
 		for index, item in enumerate(events):
 			if index in refused:
 				results.append(refused[index])
 			elif not isolate:
-				results.append(_publish(tenant, item.type, item.correlation, item.payload, source, triggers))
+				results.append(one(item))
 			else:
 				try:
 					with transaction.atomic():
-						results.append(
-							_publish(
-								tenant,
-								item.type,
-								item.correlation,
-								item.payload,
-								source,
-								triggers,
-								isolate=True,
-							)
-						)
+						results.append(one(item))
 				except Exception as exc:  # noqa: BLE001 - one event's failure must not lose the others
 					_log_publish_failed(tenant, index, exc)
 					results.append(exc)
